@@ -1,0 +1,1 @@
+"""publisher role of the moq stack."""

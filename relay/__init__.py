@@ -1,0 +1,1 @@
+"""relay role of the moq stack."""

@@ -1,0 +1,1 @@
+"""viewer role of the moq stack."""
