@@ -17,7 +17,6 @@ from .types import (
     KeyValuePairs,
     Location,
     Parameters,
-    ParamType as P,
     TrackNamespace,
     decode_kvps,
     decode_namespace,
@@ -29,6 +28,9 @@ from .types import (
     encode_parameters,
     encode_reason,
     encode_track_name,
+)
+from .types import (
+    ParamType as P,
 )
 
 MAX_MESSAGE_LENGTH = 0xFFFF

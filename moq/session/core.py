@@ -1,0 +1,750 @@
+"""The sans-IO MoQT session (§ Sessions, § Control Messages): control streams, SETUP,
+request streams, track aliases, GOAWAY and closing.  Objects are in `dataplane.py`.
+
+Inputs are method calls carrying bytes and `now`; outputs are `take_actions()` for the
+transport adapter and `next_event()` for the application.  A peer's bad input becomes
+a `SessionError` that closes the session with the draft's code, or a REQUEST_ERROR
+for that one request; it never escapes to the caller.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from .. import versions
+from ..errors import (
+    DuplicateTrackAlias,
+    InvalidRequestId,
+    LocalUsageError,
+    MoQError,
+    ProtocolViolation,
+    RequestErrorCode,
+    SessionError,
+    SessionErrorCode,
+    StreamResetCode,
+    VersionNegotiationFailed,
+)
+from ..wire import control as c
+from ..wire.control import SetupOption
+from ..wire.framing import ControlStreamOpened, MessageDecoder
+from ..wire.types import EMPTY_PARAMETERS, KeyValuePairs, Location, Parameters, TrackNamespace
+from . import events as ev
+from .dataplane import DataPlane
+from .requests import KIND_OF, Kind, Request, State, prefixes_overlap
+
+MANDATORY_PROPERTY_RANGE = range(0x4000, 0x8000)
+DEFAULT_PUBLISHER_PRIORITY = 0x0E
+LEGACY_SETUP_TYPES = (0x20, 0x21, 0x40, 0x41)  # CLIENT_/SERVER_SETUP of drafts <= 16
+
+
+class Role(Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+@dataclass(slots=True)
+class SessionConfig:
+    implementation: str = versions.IMPLEMENTATION
+    path: str = ""  # client on raw QUIC: PATH option (path-abempty [? query])
+    authority: str = ""  # client on raw QUIC: AUTHORITY option
+    max_incoming_requests: int = 10_000  # concurrently open peer requests
+    alias_wait: float = 2.0  # seconds to hold a data stream whose track alias is unknown
+    max_alias_wait_bytes: int = 4 << 20
+    publish_ok_type: type = c.PublishOk  # 0x1E per the Message Types table
+
+
+class Session:
+    """One MoQT session.  `open_stream(unidirectional) -> stream_id` comes from the
+    transport adapter: it only allocates an id (pure bookkeeping, no I/O)."""
+
+    def __init__(
+        self,
+        role: Role,
+        version: str,
+        open_stream: Callable[[bool], int],
+        *,
+        webtransport: bool = False,
+        config: SessionConfig | None = None,
+    ) -> None:
+        self.role = role
+        self.version = version
+        self.webtransport = webtransport
+        self.config = config or SessionConfig()
+        self._open_stream = open_stream
+        self._actions: list[ev.Action] = []
+        self._events: deque[ev.Event] = deque()
+        self.closed: ev.SessionTerminated | None = None
+        self.setup_sent = False
+        self.peer_setup: c.Setup | None = None
+        self.path = self.config.path
+        self.authority = self.config.authority
+        self._control_out: int | None = None
+        self._control_in: int | None = None
+        self._next_request_id = 0 if role is Role.CLIENT else 1
+        self._peer_parity = 1 if role is Role.CLIENT else 0
+        self._peer_ids_seen: set[int] = set()
+        self._peer_id_floor = self._peer_parity  # every peer ID below this was seen
+        self._requests: dict[int, Request] = {}  # request_id -> request
+        self._by_stream: dict[int, Request] = {}  # bidi stream id -> request
+        self._update_owner: dict[int, Request] = {}  # REQUEST_UPDATE id -> request
+        self._pending_bidi: dict[int, MessageDecoder] = {}  # peer bidi streams before the first message
+        self._early: list[tuple] = []  # peer streams that arrived before its SETUP
+        self._goaway_sent_id: int | None = None
+        self.goaway_received: ev.GoawayReceived | None = None
+        self._next_alias = 0
+        self.data = DataPlane(self)
+
+    # --- plumbing ----------------------------------------------------------------
+    def take_actions(self) -> list[ev.Action]:
+        out, self._actions = self._actions, []
+        return out
+
+    def next_event(self) -> ev.Event | None:
+        return self._events.popleft() if self._events else None
+
+    def _emit(self, event: ev.Event) -> None:
+        self._events.append(event)
+
+    def _send(self, stream_id: int, data: bytes | memoryview, end: bool = False) -> None:
+        self._actions.append(ev.SendStreamData(stream_id, data, end))
+
+    def _is_local(self, stream_id: int) -> bool:
+        return (stream_id & 1) == (0 if self.role is Role.CLIENT else 1)
+
+    def _guard(self, fn, *args) -> None:
+        """Run an input handler; a peer's violation closes the session."""
+        if self.closed is not None:
+            return
+        try:
+            fn(*args)
+        except SessionError as exc:
+            self._close(exc.code, exc.reason or type(exc).__name__, by_peer=False)
+
+    # --- lifecycle ---------------------------------------------------------------
+    def start(self, now: float = 0.0) -> None:
+        """Open our control stream and send SETUP (§ Session initialization)."""
+        if self.setup_sent:
+            raise LocalUsageError("session already started")
+        if versions.draft_for_alpn(self.version) is None:
+            self._close(SessionErrorCode.VERSION_NEGOTIATION_FAILED, f"unsupported version {self.version!r}")
+            return
+        options: list[tuple[int, int | bytes]] = [(SetupOption.MOQT_IMPLEMENTATION, self.config.implementation.encode())]
+        if self.role is Role.CLIENT and not self.webtransport:
+            options.append((SetupOption.PATH, self.config.path.encode()))
+            if self.config.authority:
+                options.append((SetupOption.AUTHORITY, self.config.authority.encode()))
+        self._control_out = self._open_stream(True)
+        self._send(self._control_out, c.Setup(tuple(options)).encode())
+        self.setup_sent = True
+        self._maybe_ready()
+
+    def close(self, error_code: int = SessionErrorCode.NO_ERROR, reason: str = "") -> None:
+        if self.closed is None:
+            self._close(error_code, reason, by_peer=False)
+
+    def _close(self, code: int, reason: str, by_peer: bool) -> None:
+        if self.closed is not None:
+            return
+        self.closed = ev.SessionTerminated(int(code), reason, by_peer)
+        if not by_peer:
+            self._actions.append(ev.CloseSession(int(code), reason))
+        self._emit(self.closed)
+
+    def connection_lost(self, error_code: int, reason: str = "") -> None:
+        """The transport is gone (peer close, idle timeout, ...)."""
+        self._close(error_code, reason, by_peer=True)
+
+    @property
+    def ready(self) -> bool:
+        return self.setup_sent and self.peer_setup is not None and self.closed is None
+
+    def _maybe_ready(self) -> None:
+        if not self.ready:
+            return
+        impl = self.peer_setup.option(SetupOption.MOQT_IMPLEMENTATION, b"")  # type: ignore[union-attr]
+        impl = impl.decode("utf-8", "replace") if isinstance(impl, bytes) else ""
+        self._emit(ev.SetupCompleted(self.version, self.path, self.authority, impl))
+        early, self._early = self._early, []
+        for args in early:
+            self._guard(self._stream_data, *args)
+
+    # --- transport inputs ----------------------------------------------------------
+    def receive_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False, now: float = 0.0) -> None:
+        self._guard(self._stream_data, stream_id, data, end_stream, now)
+
+    def receive_stream_reset(self, stream_id: int, error_code: int, now: float = 0.0) -> None:
+        self._guard(self._stream_reset, stream_id, error_code)
+
+    def receive_stop_sending(self, stream_id: int, error_code: int, now: float = 0.0) -> None:
+        self._guard(self._stop_sending, stream_id, error_code)
+
+    def receive_datagram(self, data: bytes, now: float = 0.0) -> None:
+        if self.ready:
+            self._guard(self.data.receive_datagram, data)
+
+    def handle_timer(self, now: float) -> None:
+        self._guard(self.data.expire, now)
+
+    def next_timer(self) -> float | None:
+        return self.data.next_timer()
+
+    def _stream_data(self, sid: int, data: bytes, fin: bool, now: float) -> None:
+        if sid & 2:  # unidirectional
+            if self._is_local(sid):
+                raise ProtocolViolation("data on our own unidirectional stream")
+            if sid == self._control_in:
+                self._control_messages(self.data.feed_control(sid, data, fin))
+                return
+            if self.peer_setup is None and not self.data.is_known(sid):
+                self._early_or_control(sid, data, fin, now)
+                return
+            self.data.receive_uni(sid, data, fin, now)
+            return
+        req = self._by_stream.get(sid)
+        if req is None and self._is_local(sid):
+            return  # a request we already forgot; late bytes are harmless
+        if req is None:
+            if self.peer_setup is None:
+                self._early.append((sid, data, fin, now))
+                return
+            self._new_peer_stream(sid, data, fin)
+            return
+        self._request_stream(req, data, fin)
+
+    def _early_or_control(self, sid: int, data: bytes, fin: bool, now: float) -> None:
+        """Before the peer's SETUP only its control stream is processed; the rest waits."""
+        if self._control_in is None and not any(a[0] == sid for a in self._early):
+            out = self.data.feed_first(sid, data, fin)
+            if out and isinstance(out[0], ControlStreamOpened):
+                self._control_in = sid
+                self._control_messages(out[1:])
+                return
+            self.data.forget(sid)
+        self._early.append((sid, data, fin, now))
+
+    # --- control stream ------------------------------------------------------------
+    def _control_messages(self, messages: list) -> None:
+        for msg in messages:
+            if isinstance(msg, ControlStreamOpened):
+                continue
+            if self.peer_setup is None:
+                if not isinstance(msg, c.Setup):
+                    raise ProtocolViolation("first control message is not SETUP")
+                self._receive_setup(msg)
+            elif isinstance(msg, c.Setup):
+                raise ProtocolViolation("second SETUP")
+            elif isinstance(msg, c.GoAway):
+                self._receive_goaway(msg)
+            else:
+                raise ProtocolViolation(f"{type(msg).__name__} is not allowed on the control stream")
+
+    def _receive_setup(self, msg: c.Setup) -> None:
+        path = msg.option(SetupOption.PATH)
+        authority = msg.option(SetupOption.AUTHORITY)
+        if self.role is Role.CLIENT or self.webtransport:
+            if path is not None:
+                raise SessionError("PATH option not allowed here", SessionErrorCode.INVALID_PATH)
+            if authority is not None:
+                raise SessionError("AUTHORITY option not allowed here", SessionErrorCode.INVALID_AUTHORITY)
+        else:
+            if isinstance(path, bytes):
+                text = path.decode("ascii", "replace")
+                if text and (not text.startswith("/") or any(ch in text for ch in " #\ufffd")):
+                    raise SessionError(f"malformed PATH {text!r}", SessionErrorCode.MALFORMED_PATH)
+                self.path = text
+            if isinstance(authority, bytes):
+                text = authority.decode("ascii", "replace")
+                if not text or any(ch in text for ch in "/ ?#\ufffd"):
+                    raise SessionError(f"malformed AUTHORITY {text!r}", SessionErrorCode.MALFORMED_AUTHORITY)
+                self.authority = text
+        self.peer_setup = msg
+        self._maybe_ready()
+
+    def _receive_goaway(self, msg: c.GoAway, req: Request | None = None) -> None:
+        if req is None:
+            if self.goaway_received is not None:
+                raise ProtocolViolation("second GOAWAY on the control stream")
+            if self.role is Role.SERVER and msg.new_session_uri:
+                raise ProtocolViolation("client sent a GOAWAY with a New Session URI")
+            if msg.request_id is not None and (msg.request_id & 1) != (self._next_request_id & 1):
+                raise InvalidRequestId("GOAWAY Request ID has the wrong parity")
+        else:
+            if req.goaway_seen:
+                raise ProtocolViolation("second GOAWAY on a request stream")
+            req.goaway_seen = True
+        event = ev.GoawayReceived(msg.new_session_uri.decode("utf-8", "replace"), msg.timeout, msg.request_id)
+        if req is None:
+            self.goaway_received = event
+        self._emit(event)
+
+    def goaway(self, new_session_uri: str = "", timeout_ms: int = 0) -> None:
+        """Tell the peer we will close soon; later peer requests get GOING_AWAY."""
+        if self._control_out is None or self.closed is not None:
+            return
+        if self.role is Role.CLIENT and new_session_uri:
+            raise LocalUsageError("a client's GOAWAY carries no URI")
+        self._goaway_sent_id = self._peer_id_floor if not self._peer_ids_seen else max(self._peer_ids_seen) + 2
+        msg = c.GoAway(new_session_uri.encode(), timeout_ms, self._goaway_sent_id)
+        self._send(self._control_out, msg.encode())
+
+    # --- request streams: peer-initiated ---------------------------------------------
+    def _new_peer_stream(self, sid: int, data: bytes, fin: bool) -> None:
+        dec = self._pending_bidi.get(sid)
+        if dec is None:
+            if len(data) and data[0] in LEGACY_SETUP_TYPES and sid in (0, 1):
+                raise VersionNegotiationFailed("peer speaks an older draft (CLIENT_SETUP on a bidi stream)")
+            dec = self._pending_bidi[sid] = MessageDecoder()
+        messages = dec.feed(data)
+        if not messages:
+            if fin:
+                del self._pending_bidi[sid]
+                dec.check_fin()
+            return
+        del self._pending_bidi[sid]
+        first, rest = messages[0], messages[1:]
+        kind = KIND_OF.get(type(first))
+        if kind is None:
+            raise ProtocolViolation(f"{type(first).__name__} cannot open a request stream")
+        self._check_peer_request_id(first.request_id)  # type: ignore[attr-defined]
+        req = Request(first.request_id, kind, sid, outgoing=False, message=first)  # type: ignore[attr-defined]
+        req.decoder = dec
+        self._requests[req.request_id] = req
+        self._by_stream[sid] = req
+        self._admit(req)
+        self._dispatch(req, rest)
+        if fin:
+            self._peer_fin(req)
+
+    def _check_peer_request_id(self, rid: int) -> None:
+        if (rid & 1) != self._peer_parity:
+            raise InvalidRequestId(f"request ID {rid} has the wrong parity")
+        if rid < self._peer_id_floor or rid in self._peer_ids_seen:
+            raise InvalidRequestId(f"duplicate request ID {rid}")
+        self._peer_ids_seen.add(rid)
+        while self._peer_id_floor in self._peer_ids_seen:
+            self._peer_ids_seen.discard(self._peer_id_floor)
+            self._peer_id_floor += 2
+
+    def _admit(self, req: Request) -> None:
+        """Checks the session itself answers; the rest goes to the application."""
+        msg = req.message
+        name = req.full_track_name()
+        ns = name[0] if name else getattr(msg, "track_namespace", None) or getattr(msg, "track_namespace_prefix", ())
+        reject = None
+        if self._goaway_sent_id is not None and req.request_id >= self._goaway_sent_id:
+            reject = (RequestErrorCode.GOING_AWAY, "going away")
+        elif sum(1 for r in self._requests.values() if not r.outgoing) > self.config.max_incoming_requests:
+            reject = (RequestErrorCode.EXCESSIVE_LOAD, "too many requests")
+        elif ns and ns[0] in (b".", b".session"):
+            reject = (RequestErrorCode.DOES_NOT_EXIST, "reserved namespace")
+        elif req.kind is Kind.SUBSCRIBE and self._duplicate_subscription(req):
+            reject = (RequestErrorCode.DUPLICATE_SUBSCRIPTION, "already subscribed to this track")
+        elif req.kind in (Kind.SUBSCRIBE_NAMESPACE, Kind.SUBSCRIBE_TRACKS) and self._prefix_overlap(req, ns):
+            reject = (RequestErrorCode.PREFIX_OVERLAP, "prefix overlaps an existing subscription")
+        elif req.kind is Kind.FETCH and msg.joining is not None:  # type: ignore[attr-defined]
+            joined = self._requests.get(msg.joining.joining_request_id)  # type: ignore[attr-defined]
+            if joined is None or joined.outgoing or joined.kind is not Kind.SUBSCRIBE or joined.state is State.DONE:
+                reject = (RequestErrorCode.INVALID_JOINING_REQUEST_ID, "no such subscription")
+        if req.kind is Kind.PUBLISH:
+            self._register_alias(req, msg.track_alias, msg.track_properties)  # type: ignore[attr-defined]
+            req.forward = msg.parameters.forward if msg.parameters.forward is not None else 1  # type: ignore[attr-defined]
+            req.largest = msg.parameters.largest_object  # type: ignore[attr-defined]
+            if reject is None and self._unknown_mandatory(msg.track_properties):  # type: ignore[attr-defined]
+                reject = (RequestErrorCode.UNSUPPORTED_EXTENSION, "unknown mandatory track property")
+        if req.kind is Kind.SUBSCRIBE:
+            req.forward = msg.parameters.forward if msg.parameters.forward is not None else 1  # type: ignore[attr-defined]
+        req.parameters = getattr(msg, "parameters", EMPTY_PARAMETERS)
+        if reject is not None:
+            self.reject(req.request_id, reject[0], reject[1])
+            return
+        event_type = {
+            Kind.SUBSCRIBE: ev.SubscribeRequested,
+            Kind.PUBLISH: ev.PublishRequested,
+            Kind.FETCH: ev.FetchRequested,
+            Kind.TRACK_STATUS: ev.TrackStatusRequested,
+            Kind.PUBLISH_NAMESPACE: ev.PublishNamespaceRequested,
+            Kind.SUBSCRIBE_NAMESPACE: ev.SubscribeNamespaceRequested,
+            Kind.SUBSCRIBE_TRACKS: ev.SubscribeTracksRequested,
+        }[req.kind]
+        self._emit(event_type(req.request_id, msg))
+
+    def _duplicate_subscription(self, req: Request) -> bool:
+        name = req.full_track_name()
+        return any(
+            r is not req and r.kind is Kind.SUBSCRIBE and not r.outgoing and r.state is not State.DONE
+            and r.full_track_name() == name
+            for r in self._requests.values()
+        )
+
+    def _prefix_overlap(self, req: Request, prefix: TrackNamespace) -> bool:
+        return any(
+            r is not req and r.kind is req.kind and not r.outgoing and r.state is State.ESTABLISHED
+            and prefixes_overlap(r.message.track_namespace_prefix, prefix)  # type: ignore[attr-defined]
+            for r in self._requests.values()
+        )
+
+    @staticmethod
+    def _unknown_mandatory(props: KeyValuePairs) -> bool:
+        return any(k in MANDATORY_PROPERTY_RANGE for k, _ in props)
+
+    def _register_alias(self, req: Request, alias: int, props: KeyValuePairs) -> None:
+        other = self.data.alias_owner(alias)
+        if other is not None and other is not req and other.full_track_name() != req.full_track_name():
+            raise DuplicateTrackAlias(f"track alias {alias} already in use")
+        req.track_alias = alias
+        prio = next((v for k, v in props if k == DEFAULT_PUBLISHER_PRIORITY and isinstance(v, int)), 128)
+        req.default_priority = min(int(prio), 255)
+        self.data.bind_alias(alias, req)
+
+    # --- request streams: messages ---------------------------------------------------
+    def _request_stream(self, req: Request, data: bytes, fin: bool) -> None:
+        self._dispatch(req, req.decoder.feed(data))
+        if fin:
+            req.decoder.check_fin()
+            self._peer_fin(req)
+
+    def _dispatch(self, req: Request, messages: list) -> None:
+        for msg in messages:
+            if req.state is State.DONE and req.request_id not in self._requests:
+                return
+            allowed = req.allowed_from_peer()
+            if not isinstance(msg, allowed):
+                raise ProtocolViolation(f"{type(msg).__name__} not allowed on a {req.kind.value} stream now")
+            if isinstance(msg, c.GoAway):
+                self._receive_goaway(msg, req)
+            elif isinstance(msg, c.RequestUpdate):
+                self._check_peer_request_id(msg.request_id)
+                self._update_owner[msg.request_id] = req
+                req.updates_in_flight.append(msg.request_id)
+                self._emit(ev.RequestUpdateReceived(req.request_id, msg.request_id, msg.parameters))
+            elif req.outgoing and not req.responded:
+                req.responded = True
+                self._first_response(req, msg)
+            elif isinstance(msg, (c.RequestOk, c.RequestError)):
+                self._update_answer(req, msg)
+            elif isinstance(msg, c.PublishDone):
+                req.state = State.DONE
+                self._emit(ev.PublishDoneReceived(req.request_id, msg.status_code, msg.stream_count, msg.reason))
+            elif isinstance(msg, c.Namespace):
+                req.namespaces.add(msg.track_namespace_suffix)
+                self._emit(ev.NamespaceReceived(req.request_id, msg.track_namespace_suffix))
+            elif isinstance(msg, c.NamespaceDone):
+                if msg.track_namespace_suffix not in req.namespaces:
+                    raise ProtocolViolation("NAMESPACE_DONE before NAMESPACE")
+                req.namespaces.discard(msg.track_namespace_suffix)
+                self._emit(ev.NamespaceDoneReceived(req.request_id, msg.track_namespace_suffix))
+            elif isinstance(msg, c.PublishBlocked):
+                self._emit(ev.PublishBlockedReceived(req.request_id, msg.track_namespace_suffix, msg.track_name))
+
+    def _first_response(self, req: Request, msg: c.Message) -> None:
+        rid = req.request_id
+        if isinstance(msg, c.RequestError):
+            self._finish(req)
+            self._emit(ev.RequestRejected(rid, msg))
+            return
+        req.state = State.ESTABLISHED
+        if isinstance(msg, c.SubscribeOk):
+            req.largest = msg.parameters.largest_object
+            self._register_alias(req, msg.track_alias, msg.track_properties)
+            if self._unknown_mandatory(msg.track_properties):
+                self.cancel(rid)
+                err = c.RequestError(RequestErrorCode.UNSUPPORTED_EXTENSION, 0, "unknown mandatory track property")
+                self._emit(ev.RequestRejected(rid, err))
+                return
+            self._emit(ev.SubscribeAccepted(rid, msg.track_alias, msg.parameters, msg.track_properties))
+            self.data.alias_ready(msg.track_alias)
+        elif isinstance(msg, c.FetchOk):
+            self._emit(ev.FetchAccepted(rid, msg))
+        else:  # REQUEST_OK or PUBLISH_OK
+            if req.kind is Kind.PUBLISH and msg.parameters.forward is not None:  # type: ignore[attr-defined]
+                req.forward = msg.parameters.forward  # type: ignore[attr-defined]
+            self._emit(ev.RequestAccepted(rid, msg.parameters, msg.track_properties))  # type: ignore[attr-defined]
+            if req.kind is Kind.TRACK_STATUS:
+                self._finish(req)
+
+    def _update_answer(self, req: Request, msg: c.RequestOk | c.RequestError) -> None:
+        if not req.updates_in_flight:
+            raise ProtocolViolation("response without an outstanding REQUEST_UPDATE")
+        uid = req.updates_in_flight.popleft()
+        self._update_owner.pop(uid, None)
+        if isinstance(msg, c.RequestError):
+            self._emit(ev.RequestRejected(req.request_id, msg, update_id=uid))
+        else:
+            self._emit(ev.RequestAccepted(req.request_id, msg.parameters, msg.track_properties, update_id=uid))
+
+    def _peer_fin(self, req: Request) -> None:
+        req.recv_closed = True
+        if not req.outgoing and req.kind in (Kind.SUBSCRIBE_NAMESPACE, Kind.SUBSCRIBE_TRACKS):
+            self._cancelled_by_peer(req, StreamResetCode.CANCELLED)
+        elif req.outgoing and req.state is not State.DONE and req.kind is not Kind.SUBSCRIBE:
+            self._finish(req)
+            self._emit(ev.RequestEnded(req.request_id, None))
+        elif req.send_closed:
+            self._forget(req)
+
+    def _stream_reset(self, sid: int, code: int) -> None:
+        if sid & 2:
+            self.data.receive_reset(sid, code)
+            return
+        if sid == self._control_in:
+            raise ProtocolViolation("control stream reset")
+        self._pending_bidi.pop(sid, None)
+        req = self._by_stream.get(sid)
+        if req is not None:
+            self._cancelled_by_peer(req, code)
+
+    def _stop_sending(self, sid: int, code: int) -> None:
+        if sid == self._control_out:
+            raise ProtocolViolation("STOP_SENDING on the control stream")
+        req = self._by_stream.get(sid)
+        if req is not None:
+            self._cancelled_by_peer(req, code)
+        else:
+            self.data.receive_stop_sending(sid, code)
+
+    def _cancelled_by_peer(self, req: Request, code: int) -> None:
+        if req.state is State.DONE and req.request_id not in self._requests:
+            return
+        was_done = req.state is State.DONE
+        self._finish(req, reset_code=StreamResetCode.CANCELLED)
+        if req.outgoing:
+            if not was_done:
+                self._emit(ev.RequestEnded(req.request_id, code))
+        else:
+            self._emit(ev.RequestCancelled(req.request_id, code))
+
+    # --- request bookkeeping -----------------------------------------------------------
+    def _finish(self, req: Request, reset_code: int | None = None) -> None:
+        """The request is over: reset its data streams and both stream halves if open."""
+        req.state = State.DONE
+        self.data.end_request(req, StreamResetCode.CANCELLED)
+        if reset_code is not None:
+            if not req.send_closed:
+                self._actions.append(ev.ResetStream(req.stream_id, reset_code))
+            if not req.recv_closed:
+                self._actions.append(ev.StopSending(req.stream_id, reset_code))
+            req.send_closed = req.recv_closed = True
+        self._forget(req)
+
+    def _forget(self, req: Request) -> None:
+        self._requests.pop(req.request_id, None)
+        self._by_stream.pop(req.stream_id, None)
+        for uid in req.updates_in_flight:
+            self._update_owner.pop(uid, None)
+
+    def request(self, request_id: int) -> Request:
+        req = self._requests.get(request_id)
+        if req is None:
+            raise LocalUsageError(f"no open request {request_id}")
+        return req
+
+    def _send_on(self, req: Request, msg: c.Message, end: bool = False) -> None:
+        if req.send_closed:
+            raise LocalUsageError(f"request {req.request_id}: stream already closed")
+        self._send(req.stream_id, msg.encode(), end)
+        if end:
+            req.send_closed = True
+            if req.recv_closed:
+                self._forget(req)
+
+    # --- our requests ------------------------------------------------------------------
+    def _new_request_id(self) -> int:
+        rid = self._next_request_id
+        self._next_request_id += 2
+        return rid
+
+    def _open_request(self, make: Callable[[int], c.Message]) -> Request:
+        if self.closed is not None:
+            raise LocalUsageError("session is closed")
+        rid = self._new_request_id()
+        msg = make(rid)
+        sid = self._open_stream(False)
+        req = Request(rid, KIND_OF[type(msg)], sid, outgoing=True, message=msg)
+        req.parameters = getattr(msg, "parameters", EMPTY_PARAMETERS)
+        self._requests[rid] = req
+        self._by_stream[sid] = req
+        self._send(sid, msg.encode())
+        return req
+
+    def subscribe(self, namespace: TrackNamespace, name: bytes, parameters: Parameters = EMPTY_PARAMETERS) -> int:
+        req = self._open_request(lambda rid: c.Subscribe(rid, namespace, name, parameters))
+        req.forward = parameters.forward if parameters.forward is not None else 1
+        return req.request_id
+
+    def publish(
+        self, namespace: TrackNamespace, name: bytes, parameters: Parameters = EMPTY_PARAMETERS,
+        track_properties: KeyValuePairs = (),
+    ) -> int:
+        alias = self._alloc_alias()
+        req = self._open_request(lambda rid: c.Publish(rid, namespace, name, alias, parameters, track_properties))
+        req.track_alias = alias
+        req.forward = parameters.forward if parameters.forward is not None else 1
+        req.largest = parameters.largest_object
+        return req.request_id
+
+    def fetch(self, message_without_id: c.Fetch) -> int:
+        """Send FETCH; the message's request_id is replaced by a fresh one."""
+        return self._open_request(lambda rid: replace(message_without_id, request_id=rid)).request_id
+
+    def track_status(self, namespace: TrackNamespace, name: bytes, parameters: Parameters = EMPTY_PARAMETERS) -> int:
+        return self._open_request(lambda rid: c.TrackStatus(rid, namespace, name, parameters)).request_id
+
+    def publish_namespace(self, namespace: TrackNamespace, parameters: Parameters = EMPTY_PARAMETERS) -> int:
+        return self._open_request(lambda rid: c.PublishNamespace(rid, namespace, parameters)).request_id
+
+    def subscribe_namespace(self, prefix: TrackNamespace, parameters: Parameters = EMPTY_PARAMETERS) -> int:
+        return self._open_request(lambda rid: c.SubscribeNamespace(rid, prefix, parameters)).request_id
+
+    def subscribe_tracks(self, prefix: TrackNamespace, parameters: Parameters = EMPTY_PARAMETERS) -> int:
+        return self._open_request(lambda rid: c.SubscribeTracks(rid, prefix, parameters)).request_id
+
+    def request_update(self, request_id: int, parameters: Parameters) -> int:
+        """Update one of our requests (or, as subscriber, a PUBLISH we accepted)."""
+        req = self.request(request_id)
+        uid = self._new_request_id()
+        req.updates_in_flight.append(uid)
+        if parameters.forward is not None and req.is_subscription:
+            req.forward = parameters.forward
+        self._send_on(req, c.RequestUpdate(uid, parameters))
+        return uid
+
+    def cancel(self, request_id: int, error_code: int = StreamResetCode.CANCELLED) -> None:
+        """Unsubscribe / withdraw a namespace / cancel a fetch (§ Request Cancellation)."""
+        req = self._requests.get(request_id)
+        if req is not None:
+            self._finish(req, reset_code=error_code)
+
+    # --- answering the peer's requests ---------------------------------------------------
+    def _alloc_alias(self) -> int:
+        alias = self._next_alias
+        self._next_alias += 1
+        return alias
+
+    def _incoming(self, request_id: int, *kinds: Kind) -> Request:
+        req = self.request(request_id)
+        if req.outgoing or req.kind not in kinds:
+            raise LocalUsageError(f"request {request_id} is not an incoming {'/'.join(k.value for k in kinds)}")
+        return req
+
+    def accept_subscribe(
+        self, request_id: int, *, largest: Location | None = None, expires: int | None = None,
+        track_properties: KeyValuePairs = (),
+    ) -> int:
+        """SUBSCRIBE_OK; returns the Track Alias chosen for the subscription's objects."""
+        req = self._incoming(request_id, Kind.SUBSCRIBE)
+        if req.responded:
+            raise LocalUsageError("already answered")
+        req.track_alias = self._alloc_alias()
+        req.largest = largest
+        prio = next((v for k, v in track_properties if k == DEFAULT_PUBLISHER_PRIORITY), 128)
+        req.default_priority = int(prio)  # type: ignore[arg-type]
+        req.responded, req.state = True, State.ESTABLISHED
+        params = Parameters(largest_object=largest, expires=expires)
+        self._send_on(req, c.SubscribeOk(req.track_alias, params, track_properties))
+        return req.track_alias
+
+    def accept_publish(self, request_id: int, parameters: Parameters = EMPTY_PARAMETERS) -> None:
+        req = self._incoming(request_id, Kind.PUBLISH)
+        if req.responded:
+            raise LocalUsageError("already answered")
+        req.responded, req.state = True, State.ESTABLISHED
+        if parameters.forward is not None:
+            req.forward = parameters.forward
+        self._send_on(req, self.config.publish_ok_type(parameters))
+
+    def accept_fetch(
+        self, request_id: int, end_location: Location, *, end_of_track: bool = False,
+        track_properties: KeyValuePairs = (),
+    ) -> None:
+        req = self._incoming(request_id, Kind.FETCH)
+        if req.responded:
+            raise LocalUsageError("already answered")
+        req.responded, req.state = True, State.ESTABLISHED
+        self._send_on(req, c.FetchOk(end_of_track, end_location, EMPTY_PARAMETERS, track_properties))
+
+    def accept(self, request_id: int, parameters: Parameters = EMPTY_PARAMETERS, track_properties: KeyValuePairs = ()) -> None:
+        """REQUEST_OK for TRACK_STATUS (then FIN), PUBLISH_NAMESPACE, SUBSCRIBE_NAMESPACE, SUBSCRIBE_TRACKS."""
+        req = self._incoming(
+            request_id, Kind.TRACK_STATUS, Kind.PUBLISH_NAMESPACE, Kind.SUBSCRIBE_NAMESPACE, Kind.SUBSCRIBE_TRACKS
+        )
+        if req.responded:
+            raise LocalUsageError("already answered")
+        req.responded, req.state = True, State.ESTABLISHED
+        done = req.kind is Kind.TRACK_STATUS
+        self._send_on(req, c.RequestOk(parameters, track_properties), end=done)
+        if done:
+            req.state = State.DONE
+
+    def reject(self, request_id: int, error_code: int, reason: str = "", retry_interval: int = 0,
+               redirect: c.Redirect | None = None) -> None:
+        """REQUEST_ERROR and FIN for a peer request not yet answered."""
+        req = self.request(request_id)
+        if req.outgoing or req.responded:
+            raise LocalUsageError(f"request {request_id} cannot be rejected now")
+        req.responded = True
+        self._send_on(req, c.RequestError(error_code, retry_interval, reason, redirect), end=True)
+        req.state = State.DONE
+        self.data.end_request(req, StreamResetCode.CANCELLED)
+        self._forget(req)
+        if not req.recv_closed:
+            self._actions.append(ev.StopSending(req.stream_id, StreamResetCode.CANCELLED))
+            req.recv_closed = True
+
+    def accept_update(self, update_id: int, parameters: Parameters = EMPTY_PARAMETERS) -> None:
+        req = self._update_target(update_id)
+        self._send_on(req, c.RequestOk(parameters))
+
+    def reject_update(self, update_id: int, error_code: int, reason: str = "") -> None:
+        req = self._update_target(update_id)
+        self._send_on(req, c.RequestError(error_code, 0, reason))
+
+    def _update_target(self, update_id: int) -> Request:
+        req = self._update_owner.pop(update_id, None)
+        if req is None or not req.updates_in_flight or req.updates_in_flight[0] != update_id:
+            raise LocalUsageError(f"no pending update {update_id} (answer updates in order)")
+        req.updates_in_flight.popleft()
+        return req
+
+    def apply_update(self, request_id: int, parameters: Parameters) -> None:
+        """Record an accepted update's effect (forward state, filter) on the request."""
+        req = self.request(request_id)
+        req.parameters = req.parameters.merged(parameters)
+        if parameters.forward is not None:
+            req.forward = parameters.forward
+
+    def send_namespace(self, request_id: int, suffix: TrackNamespace, done: bool = False) -> None:
+        req = self._incoming(request_id, Kind.SUBSCRIBE_NAMESPACE)
+        self._send_on(req, (c.NamespaceDone if done else c.Namespace)(suffix))
+
+    def send_publish_blocked(self, request_id: int, suffix: TrackNamespace, name: bytes) -> None:
+        req = self._incoming(request_id, Kind.SUBSCRIBE_TRACKS)
+        self._send_on(req, c.PublishBlocked(suffix, name))
+
+    def publish_done(self, request_id: int, status_code: int, reason: str = "") -> None:
+        """End a subscription we publish (an incoming SUBSCRIBE or our PUBLISH)."""
+        req = self.request(request_id)
+        if not req.we_publish:
+            raise LocalUsageError(f"request {request_id} is not a subscription we publish")
+        self.data.end_request(req, None)
+        self._send_on(req, c.PublishDone(status_code, req.streams_opened, reason), end=True)
+        req.state = State.DONE
+
+    def end_request(self, request_id: int) -> None:
+        """FIN our side of a request stream (e.g. SUBSCRIBE_NAMESPACE we no longer serve)."""
+        req = self._requests.get(request_id)
+        if req is not None and not req.send_closed:
+            self._send(req.stream_id, b"", True)
+            req.send_closed = True
+            if req.recv_closed:
+                self._forget(req)
+
+    # --- introspection ------------------------------------------------------------------
+    def requests(self) -> list[Request]:
+        return list(self._requests.values())
+
+    def fail(self, exc: MoQError) -> None:
+        """Close the session for an error the application found in peer data."""
+        self._close(exc.code, exc.reason, by_peer=False)

@@ -1,0 +1,372 @@
+"""Objects on the wire for one session: subgroup streams, fetch streams and datagrams
+(§ Data Streams and Datagrams), in both directions.
+
+Sending is the relay's hot path: a header is encoded once per stream, each object adds a
+few varints, and payloads pass through as given (bytes or memoryview), never copied here.
+Receiving tolerates the reordering the draft allows: a stream whose Track Alias is not
+known yet is held (bounded in bytes and time) until SUBSCRIBE_OK/PUBLISH names it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from ..errors import LocalUsageError, ProtocolViolation, StreamResetCode
+from ..wire.data import (
+    EndOfRange,
+    FetchHeader,
+    FetchObject,
+    FetchObjectCodec,
+    ObjectDatagram,
+    ObjectStatus,
+    SubgroupHeader,
+    encode_subgroup_object,
+)
+from ..wire.framing import ControlStreamOpened, UniStreamDecoder, decode_datagram
+from ..wire.types import GroupOrder, Location
+from . import events as ev
+from .requests import Kind, Request, State
+
+if TYPE_CHECKING:
+    from .core import Session
+
+RETIRED_ALIASES = 1024
+
+
+@dataclass(slots=True)
+class _OutStream:
+    stream_id: int
+    req: Request
+    group_id: int | None
+    subgroup_id: int | None
+    has_properties: bool = False
+    prev_object_id: int | None = None
+    fetch: FetchObjectCodec | None = None
+
+
+@dataclass(slots=True)
+class _InStream:
+    decoder: UniStreamDecoder
+    req: Request | None = None
+    header: SubgroupHeader | FetchHeader | None = None
+    subgroup_id: int | None = None
+    held: list = field(default_factory=list)  # decoded items waiting for the alias
+    held_bytes: int = 0
+    since: float = 0.0
+    fin: bool = False
+
+
+class DataPlane:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+        self._in: dict[int, _InStream] = {}
+        self._out: dict[int, _OutStream] = {}
+        self._fetch_out: dict[int, _OutStream] = {}  # request_id -> its fetch stream
+        self._aliases: dict[int, Request] = {}
+        self._retired: deque[int] = deque(maxlen=RETIRED_ALIASES)
+        self._waiting: dict[int, list[int]] = {}  # alias -> held stream ids
+        self._held_bytes = 0
+        self._now = 0.0
+
+    # --- aliases ---------------------------------------------------------------------
+    def alias_owner(self, alias: int) -> Request | None:
+        return self._aliases.get(alias)
+
+    def bind_alias(self, alias: int, req: Request) -> None:
+        self._aliases[alias] = req
+
+    def alias_ready(self, alias: int) -> None:
+        for sid in self._waiting.pop(alias, ()):
+            st = self._in.get(sid)
+            if st is None:
+                continue
+            st.req = self._aliases.get(alias)
+            held, st.held = st.held, []
+            self._held_bytes -= st.held_bytes
+            st.held_bytes = 0
+            self._deliver(sid, st, held)
+
+    # --- receiving ---------------------------------------------------------------------
+    def is_known(self, sid: int) -> bool:
+        return sid in self._in
+
+    def forget(self, sid: int) -> None:
+        self._in.pop(sid, None)
+
+    def feed_first(self, sid: int, data: bytes, fin: bool) -> list:
+        st = self._in.get(sid)
+        if st is None:
+            st = self._in[sid] = _InStream(UniStreamDecoder())
+        return st.decoder.feed(data, fin)
+
+    def feed_control(self, sid: int, data: bytes, fin: bool) -> list:
+        return self._in[sid].decoder.feed(data, fin)
+
+    def receive_uni(self, sid: int, data: bytes, fin: bool, now: float) -> None:
+        self._now = now
+        st = self._in.get(sid)
+        if st is None:
+            st = self._in[sid] = _InStream(UniStreamDecoder(), since=now)
+        items = st.decoder.feed(data, fin)
+        st.fin = st.fin or fin
+        if st.header is None and items:
+            first = items[0]
+            if isinstance(first, ControlStreamOpened):
+                raise ProtocolViolation("a second control stream")
+            if isinstance(first, (SubgroupHeader, FetchHeader)):
+                items = items[1:]
+                self._attach(sid, st, first)
+            else:  # padding: discard everything
+                st.header = None
+                return
+        if st.header is None and st.decoder.kind == "padding":
+            return
+        self._deliver(sid, st, items)
+
+    def _attach(self, sid: int, st: _InStream, header: SubgroupHeader | FetchHeader) -> None:
+        st.header = header
+        if isinstance(header, FetchHeader):
+            req = self.s._requests.get(header.request_id)
+            if req is None or not req.outgoing or req.kind is not Kind.FETCH:
+                self._abandon(sid, StreamResetCode.CANCELLED)
+                return
+            st.req = req
+            order = req.message.parameters.group_order  # type: ignore[attr-defined]
+            st.decoder.fetch_codec.descending = order == GroupOrder.DESCENDING
+            return
+        st.subgroup_id = header.subgroup_id
+        req = self._aliases.get(header.track_alias)
+        if req is not None:
+            st.req = req
+        elif header.track_alias in self._retired:
+            self._abandon(sid, StreamResetCode.CANCELLED)
+        else:
+            st.since = self._now
+            self._waiting.setdefault(header.track_alias, []).append(sid)
+
+    def _abandon(self, sid: int, code: int) -> None:
+        st = self._in.pop(sid, None)
+        if st is not None:
+            self._held_bytes -= st.held_bytes
+            if not st.fin:
+                self.s._actions.append(ev.StopSending(sid, code))
+
+    def _deliver(self, sid: int, st: _InStream, items: list) -> None:
+        if sid not in self._in:
+            return
+        req = st.req
+        if req is None:  # alias not known yet: hold, bounded
+            st.held.extend(items)
+            size = sum(len(i.payload) for i in items)
+            st.held_bytes += size
+            self._held_bytes += size
+            if self._held_bytes > self.s.config.max_alias_wait_bytes:
+                self._abandon(sid, StreamResetCode.EXCESSIVE_LOAD)
+            return
+        rid = req.request_id
+        emit = self.s._events.append
+        header = st.header
+        if isinstance(header, SubgroupHeader):
+            prio = header.publisher_priority if header.publisher_priority is not None else req.default_priority
+            for obj in items:
+                if st.subgroup_id is None:
+                    st.subgroup_id = obj.object_id
+                emit(ev.ObjectReceived(
+                    rid, header.group_id, st.subgroup_id, obj.object_id, prio, obj.status, obj.payload,
+                    obj.properties, sid,
+                ))
+        else:
+            for obj in items:
+                if isinstance(obj, EndOfRange):
+                    continue
+                emit(ev.ObjectReceived(
+                    rid, obj.group_id, obj.subgroup_id, obj.object_id, obj.publisher_priority, ObjectStatus.NORMAL,
+                    obj.payload, obj.properties, sid, fetch=True,
+                ))
+        if st.fin:
+            self._in.pop(sid, None)
+            group = header.group_id if isinstance(header, SubgroupHeader) else None
+            emit(ev.DataStreamEnded(rid, sid, group, st.subgroup_id, None, fetch=isinstance(header, FetchHeader)))
+
+    def receive_reset(self, sid: int, code: int) -> None:
+        st = self._in.pop(sid, None)
+        if st is None:
+            return
+        self._held_bytes -= st.held_bytes
+        if st.req is not None and st.header is not None:
+            header = st.header
+            group = header.group_id if isinstance(header, SubgroupHeader) else None
+            self.s._events.append(ev.DataStreamEnded(
+                st.req.request_id, sid, group, st.subgroup_id, code, fetch=isinstance(header, FetchHeader)
+            ))
+
+    def receive_datagram(self, data: bytes) -> None:
+        dg = decode_datagram(data)
+        if dg is None:
+            return
+        req = self._aliases.get(dg.track_alias)
+        if req is None:
+            return  # unknown or retired alias: the draft lets us drop it
+        prio = dg.publisher_priority if dg.publisher_priority is not None else req.default_priority
+        status = dg.status if dg.status is not None else ObjectStatus.NORMAL
+        self.s._events.append(ev.ObjectReceived(
+            req.request_id, dg.group_id, None, dg.object_id, prio, status, dg.payload, dg.properties or b"", None,
+            end_of_group=dg.end_of_group,
+        ))
+
+    def expire(self, now: float) -> None:
+        self._now = now
+        limit = now - self.s.config.alias_wait
+        for alias, sids in list(self._waiting.items()):
+            keep = []
+            for sid in sids:
+                st = self._in.get(sid)
+                if st is None:
+                    continue
+                if st.since <= limit:
+                    self._abandon(sid, StreamResetCode.CANCELLED)
+                else:
+                    keep.append(sid)
+            if keep:
+                self._waiting[alias] = keep
+            else:
+                del self._waiting[alias]
+
+    def next_timer(self) -> float | None:
+        times = [self._in[s].since for sids in self._waiting.values() for s in sids if s in self._in]
+        return min(times) + self.s.config.alias_wait if times else None
+
+    # --- request lifecycle ----------------------------------------------------------------
+    def end_request(self, req: Request, reset_code: int | None) -> None:
+        """Close (FIN) or reset our data streams of `req`; retire its alias if we subscribed."""
+        for sid in list(req.data_streams):
+            out = self._out.pop(sid, None)
+            if out is None:
+                continue
+            if reset_code is None:
+                self.s._actions.append(ev.SendStreamData(sid, b"", True))
+            else:
+                self.s._actions.append(ev.ResetStream(sid, reset_code))
+        req.data_streams.clear()
+        self._fetch_out.pop(req.request_id, None)
+        if req.track_alias is not None and not req.we_publish and self._aliases.get(req.track_alias) is req:
+            if reset_code is not None or req.state is State.DONE:
+                del self._aliases[req.track_alias]
+                self._retired.append(req.track_alias)
+
+    def receive_stop_sending(self, sid: int, code: int) -> None:
+        out = self._out.pop(sid, None)
+        if out is not None:
+            out.req.data_streams.discard(sid)
+            self.s._actions.append(ev.ResetStream(sid, StreamResetCode.CANCELLED))
+
+    # --- sending: subgroups ------------------------------------------------------------------
+    def _publishing(self, request_id: int) -> Request:
+        req = self.s._requests.get(request_id)
+        if req is None or not req.we_publish or req.track_alias is None:
+            raise LocalUsageError(f"request {request_id} is not an established subscription we publish")
+        return req
+
+    def open_subgroup(
+        self, request_id: int, group_id: int, subgroup_id: int | None = 0, *,
+        publisher_priority: int | None = None, end_of_group: bool = False, has_properties: bool = False,
+        first_object: bool = True,
+    ) -> int:
+        """Open a subgroup stream and send its header; returns the stream id."""
+        req = self._publishing(request_id)
+        header = SubgroupHeader(
+            req.track_alias, group_id, subgroup_id, publisher_priority, has_properties, end_of_group, first_object  # type: ignore[arg-type]
+        )
+        sid = self.s._open_stream(True)
+        self._out[sid] = _OutStream(sid, req, group_id, subgroup_id, has_properties)
+        req.data_streams.add(sid)
+        req.streams_opened += 1
+        self.s._actions.append(ev.SendStreamData(sid, header.encode()))
+        return sid
+
+    def send_object(
+        self, stream_id: int, object_id: int, payload: bytes | memoryview = b"", *,
+        status: int = ObjectStatus.NORMAL, properties: bytes = b"",
+    ) -> None:
+        out = self._out.get(stream_id)
+        if out is None or out.fetch is not None:
+            return  # stream was cancelled (STOP_SENDING/unsubscribe): drop silently
+        head = encode_subgroup_object(
+            out.prev_object_id, object_id, len(payload), status=status,
+            properties=properties if out.has_properties else None,
+        )
+        if not out.has_properties and properties:
+            raise LocalUsageError("open the subgroup with has_properties=True to send properties")
+        out.prev_object_id = object_id
+        if out.subgroup_id is None:
+            out.subgroup_id = object_id
+        actions = self.s._actions
+        actions.append(ev.SendStreamData(stream_id, head))
+        if payload:
+            actions.append(ev.SendStreamData(stream_id, payload))
+        self._track_largest(out.req, out.group_id, object_id)  # type: ignore[arg-type]
+
+    def end_subgroup(self, stream_id: int) -> None:
+        out = self._out.pop(stream_id, None)
+        if out is not None:
+            out.req.data_streams.discard(stream_id)
+            self.s._actions.append(ev.SendStreamData(stream_id, b"", True))
+
+    def reset_subgroup(self, stream_id: int, error_code: int = StreamResetCode.CANCELLED) -> None:
+        out = self._out.pop(stream_id, None)
+        if out is not None:
+            out.req.data_streams.discard(stream_id)
+            self.s._actions.append(ev.ResetStream(stream_id, error_code))
+
+    def is_open(self, stream_id: int) -> bool:
+        return stream_id in self._out
+
+    @staticmethod
+    def _track_largest(req: Request, group: int, obj: int) -> None:
+        loc = Location(group, obj)
+        if req.largest is None or loc > req.largest:
+            req.largest = loc
+
+    def send_datagram(self, request_id: int, dg: ObjectDatagram) -> None:
+        req = self._publishing(request_id)
+        if dg.track_alias != req.track_alias:
+            dg = replace(dg, track_alias=req.track_alias)  # type: ignore[arg-type]
+        self.s._actions.append(ev.SendDatagram(dg.encode()))
+        self._track_largest(req, dg.group_id, dg.object_id)
+
+    # --- sending: fetch ------------------------------------------------------------------------
+    def open_fetch_stream(self, request_id: int) -> int:
+        req = self.s._requests.get(request_id)
+        if req is None or req.outgoing or req.kind is not Kind.FETCH:
+            raise LocalUsageError(f"request {request_id} is not an incoming FETCH")
+        if request_id in self._fetch_out:
+            raise LocalUsageError("fetch stream already open")
+        sid = self.s._open_stream(True)
+        order = req.message.parameters.group_order  # type: ignore[attr-defined]
+        out = _OutStream(sid, req, None, None, fetch=FetchObjectCodec(order == GroupOrder.DESCENDING))
+        self._out[sid] = out
+        self._fetch_out[request_id] = out
+        req.data_streams.add(sid)
+        self.s._actions.append(ev.SendStreamData(sid, FetchHeader(request_id).encode()))
+        return sid
+
+    def send_fetch_object(self, request_id: int, item: FetchObject | EndOfRange) -> None:
+        out = self._fetch_out.get(request_id)
+        if out is None:
+            return  # cancelled
+        head = out.fetch.encode(item)  # type: ignore[union-attr]
+        self.s._actions.append(ev.SendStreamData(out.stream_id, head))
+        if isinstance(item, FetchObject) and item.payload:
+            self.s._actions.append(ev.SendStreamData(out.stream_id, item.payload))
+
+    def end_fetch_stream(self, request_id: int) -> None:
+        out = self._fetch_out.pop(request_id, None)
+        if out is not None:
+            self._out.pop(out.stream_id, None)
+            out.req.data_streams.discard(out.stream_id)
+            self.s._actions.append(ev.SendStreamData(out.stream_id, b"", True))
+            req = out.req
+            if req.send_closed and req.recv_closed:
+                self.s._forget(req)

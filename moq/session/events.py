@@ -1,0 +1,250 @@
+"""What the sans-IO session emits: transport actions (for the adapter) and application
+events (for the library API, relay, publisher, viewer).  All frozen, slotted dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..wire.control import FetchOk, Message, RequestError
+from ..wire.types import KeyValuePairs, Parameters, TrackNamespace
+
+# --- actions: the transport adapter carries these out in order ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendStreamData:
+    stream_id: int
+    data: bytes | memoryview
+    end_stream: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResetStream:
+    stream_id: int
+    error_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class StopSending:
+    stream_id: int
+    error_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendDatagram:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CloseSession:
+    error_code: int
+    reason: str
+
+
+Action = SendStreamData | ResetStream | StopSending | SendDatagram | CloseSession
+
+
+# --- events for the application ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SetupCompleted:
+    """Both SETUPs exchanged.  `path`/`authority` are what the client asked for."""
+
+    version: str
+    path: str
+    authority: str
+    peer_implementation: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTerminated:
+    error_code: int
+    reason: str
+    by_peer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GoawayReceived:
+    new_session_uri: str
+    timeout_ms: int
+    request_id: int | None
+
+
+# incoming requests (we are the responder) ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRequest:
+    """A request the peer opened; answer it with the session's accept/reject calls."""
+
+    request_id: int
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeRequested(IncomingRequest):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PublishRequested(IncomingRequest):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRequested(IncomingRequest):
+    """For a joining fetch, `message.joining` refers to one of the peer's subscriptions."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrackStatusRequested(IncomingRequest):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PublishNamespaceRequested(IncomingRequest):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeNamespaceRequested(IncomingRequest):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeTracksRequested(IncomingRequest):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RequestUpdateReceived:
+    """The peer updated one of its requests; answer with accept_update/reject_update."""
+
+    request_id: int  # the request being updated
+    update_id: int  # the REQUEST_UPDATE's own request ID
+    parameters: Parameters
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCancelled:
+    """The peer cancelled a request (reset / STOP_SENDING on its request stream):
+    an unsubscribe, a withdrawn namespace, a cancelled fetch, ..."""
+
+    request_id: int
+    error_code: int
+
+
+# responses to our requests ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeAccepted:
+    request_id: int
+    track_alias: int
+    parameters: Parameters
+    track_properties: KeyValuePairs
+
+
+@dataclass(frozen=True, slots=True)
+class FetchAccepted:
+    request_id: int
+    message: FetchOk
+
+
+@dataclass(frozen=True, slots=True)
+class RequestAccepted:
+    """REQUEST_OK / PUBLISH_OK for one of our requests (or for one of our updates)."""
+
+    request_id: int
+    parameters: Parameters
+    track_properties: KeyValuePairs
+    update_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRejected:
+    request_id: int
+    error: RequestError
+    update_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEnded:
+    """The peer closed or reset one of our requests' streams without an error message
+    (e.g. a PUBLISH_NAMESPACE whose acceptance was revoked)."""
+
+    request_id: int
+    error_code: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishDoneReceived:
+    request_id: int
+    status_code: int
+    stream_count: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceReceived:
+    request_id: int
+    track_namespace_suffix: TrackNamespace
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceDoneReceived:
+    request_id: int
+    track_namespace_suffix: TrackNamespace
+
+
+@dataclass(frozen=True, slots=True)
+class PublishBlockedReceived:
+    request_id: int
+    track_namespace_suffix: TrackNamespace
+    track_name: bytes
+
+
+# objects ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectReceived:
+    """One object of a subscription (subgroup stream or datagram) or of a fetch.
+
+    `subgroup_id` is None for objects with the Datagram forwarding preference;
+    `stream_id` identifies the subgroup/fetch stream (None for datagrams).
+    """
+
+    request_id: int
+    group_id: int
+    subgroup_id: int | None
+    object_id: int
+    publisher_priority: int
+    status: int
+    payload: bytes | memoryview
+    properties: bytes
+    stream_id: int | None
+    fetch: bool = False
+    end_of_group: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DataStreamEnded:
+    """A subgroup or fetch stream ended: FIN (`reset_code` None) or reset."""
+
+    request_id: int
+    stream_id: int
+    group_id: int | None
+    subgroup_id: int | None
+    reset_code: int | None
+    fetch: bool = False
+
+
+Event = (
+    SetupCompleted | SessionTerminated | GoawayReceived | IncomingRequest | RequestUpdateReceived
+    | RequestCancelled | SubscribeAccepted | FetchAccepted | RequestAccepted | RequestRejected | RequestEnded
+    | PublishDoneReceived | NamespaceReceived | NamespaceDoneReceived | PublishBlockedReceived | ObjectReceived
+    | DataStreamEnded
+)
