@@ -1,0 +1,235 @@
+"""Serving local tracks to peers: SUBSCRIBE (with filters), FETCH (standalone and
+joining) from the track cache, TRACK_STATUS and SUBSCRIBE_NAMESPACE.
+
+`Publisher` is a `RequestHandler` for any number of connections: a publishing client
+attaches it to its relay connection, a server attaches it to every accepted session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import structlog
+
+from .connection import Connection
+from .errors import PublishDoneCode, RequestErrorCode, StreamResetCode
+from .model.track import CachedObject, Track
+from .session import events as ev
+from .wire import control as c
+from .wire.data import EndOfRange, FetchObject
+from .wire.types import FilterType, GroupOrder, Location, Parameters, TrackNamespace, namespace_to_str
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(eq=False)
+class SubscriberSink:
+    """One downstream subscription of a track on one connection."""
+
+    conn: Connection
+    request_id: int
+    start: Location
+    end_group: int | None = None
+    joining: Location | None = None  # Largest Location in SUBSCRIBE_OK (§ Joining Fetches)
+    streams: dict[tuple[int, int], int] = field(default_factory=dict)
+
+    @property
+    def forwarding(self) -> bool:
+        req = self.conn.session._requests.get(self.request_id)
+        return req is not None and req.forward == 1
+
+    def on_object(self, track: Track, obj: CachedObject) -> None:
+        if obj.location < self.start or (self.end_group is not None and obj.group_id > self.end_group):
+            return
+        if not self.forwarding:
+            return
+        data = self.conn.session.data
+        key = (obj.group_id, obj.subgroup_id)
+        sid = self.streams.get(key)
+        if sid is None or not data.is_open(sid):
+            sid = data.open_subgroup(self.request_id, obj.group_id, obj.subgroup_id, has_properties=True,
+                                     publisher_priority=obj.priority, first_object=obj.object_id == 0)
+            self.streams[key] = sid
+        data.send_object(sid, obj.object_id, obj.payload, status=obj.status, properties=obj.properties)
+        self.conn.flush()
+
+    def on_subgroup_end(self, track: Track, group_id: int, subgroup_id: int) -> None:
+        sid = self.streams.pop((group_id, subgroup_id), None)
+        if sid is not None:
+            self.conn.session.data.end_subgroup(sid)
+            self.conn.flush()
+        if self.end_group is not None and group_id >= self.end_group and not self.streams:
+            self.on_track_end(track, PublishDoneCode.SUBSCRIPTION_ENDED, "end of subscription range")
+            track.remove_sink(self)
+
+    def on_track_end(self, track: Track, status_code: int, reason: str) -> None:
+        if self.conn.is_closed or self.request_id not in self.conn.session._requests:
+            return
+        self.conn.session.publish_done(self.request_id, status_code, reason)
+        self.conn.flush()
+
+
+class Publisher:
+    """Serves tracks under one or more namespaces to every connection it is attached to."""
+
+    def __init__(self) -> None:
+        self.tracks: dict[tuple[TrackNamespace, bytes], Track] = {}
+        self._sinks: dict[tuple[int, int], tuple[Track, SubscriberSink]] = {}  # (id(conn), rid)
+        self._ns_subs: dict[tuple[int, int], tuple[Connection, TrackNamespace]] = {}
+        self.connections: set[Connection] = set()
+
+    # --- local tracks -------------------------------------------------------------------
+    def add_track(self, track: Track) -> Track:
+        is_new = not self._has_namespace(track.namespace)
+        self.tracks[(track.namespace, track.name)] = track
+        for (_, rid), (conn, prefix) in list(self._ns_subs.items()):
+            if is_new and track.namespace[: len(prefix)] == prefix and not conn.is_closed:
+                conn.session.send_namespace(rid, track.namespace[len(prefix):])
+                conn.flush()
+        return track
+
+    def create_track(self, namespace: TrackNamespace, name: bytes, **kwargs) -> Track:
+        return self.add_track(Track(namespace, name, **kwargs))
+
+    def _has_namespace(self, ns: TrackNamespace) -> bool:
+        return any(t.namespace == ns for t in self.tracks.values())
+
+    def namespaces(self) -> set[TrackNamespace]:
+        return {t.namespace for t in self.tracks.values()}
+
+    # --- RequestHandler -----------------------------------------------------------------
+    def on_request(self, conn: Connection, event: ev.IncomingRequest) -> None:
+        self.connections.add(conn)
+        msg = event.message
+        if isinstance(event, ev.SubscribeRequested):
+            self._subscribe(conn, event.request_id, msg)  # type: ignore[arg-type]
+        elif isinstance(event, ev.FetchRequested):
+            self._fetch(conn, event.request_id, msg)  # type: ignore[arg-type]
+        elif isinstance(event, ev.TrackStatusRequested):
+            track = self.tracks.get((msg.track_namespace, msg.track_name))  # type: ignore[attr-defined]
+            if track is None:
+                conn.session.reject(event.request_id, RequestErrorCode.DOES_NOT_EXIST, "no such track")
+            else:
+                conn.session.accept(event.request_id, Parameters(largest_object=track.largest), track.properties)
+        elif isinstance(event, ev.SubscribeNamespaceRequested):
+            prefix = msg.track_namespace_prefix  # type: ignore[attr-defined]
+            conn.session.accept(event.request_id)
+            self._ns_subs[(id(conn), event.request_id)] = (conn, prefix)
+            for ns in sorted(self.namespaces()):
+                if ns[: len(prefix)] == prefix:
+                    conn.session.send_namespace(event.request_id, ns[len(prefix):])
+        elif isinstance(event, ev.PublishNamespaceRequested | ev.PublishRequested):
+            conn.session.reject(event.request_id, RequestErrorCode.UNINTERESTED, "not a relay")
+        else:
+            conn.session.reject(event.request_id, RequestErrorCode.NOT_SUPPORTED, "not supported")
+        conn.flush()
+
+    def _subscribe(self, conn: Connection, rid: int, msg: c.Subscribe) -> None:
+        track = self.tracks.get((msg.track_namespace, msg.track_name))
+        if track is None:
+            conn.session.reject(rid, RequestErrorCode.DOES_NOT_EXIST, "no such track")
+            return
+        largest = track.largest
+        flt = msg.parameters.subscription_filter
+        nxt = Location(largest.group, largest.object + 1) if largest else Location(0, 0)
+        start, end_group = nxt, None
+        if flt is not None:
+            if flt.filter_type == FilterType.NEXT_GROUP_START:
+                start = Location(largest.group + 1, 0) if largest else Location(0, 0)
+            elif flt.filter_type in (FilterType.ABSOLUTE_START, FilterType.ABSOLUTE_RANGE):
+                start, end_group = max(flt.start, nxt), flt.end_group  # type: ignore[type-var]
+                if end_group is not None and largest is not None and end_group < largest.group:
+                    conn.session.reject(rid, RequestErrorCode.INVALID_RANGE, "end group already published")
+                    return
+        if track.ended is not None:
+            conn.session.reject(rid, RequestErrorCode.DOES_NOT_EXIST, "track ended")
+            return
+        conn.session.accept_subscribe(rid, largest=largest, track_properties=track.properties)
+        sink = SubscriberSink(conn, rid, start, end_group, joining=largest)
+        self._sinks[(id(conn), rid)] = (track, sink)
+        track.add_sink(sink)
+        log.info("subscribe_accepted", track=repr(track), request_id=rid, start=tuple(start), peer=conn.transport.peer)
+
+    def _fetch(self, conn: Connection, rid: int, msg: c.Fetch) -> None:
+        session = conn.session
+        if msg.standalone is not None:
+            s = msg.standalone
+            track = self.tracks.get((s.track_namespace, s.track_name))
+            start, end = s.start, s.end
+        else:
+            j = msg.joining
+            entry = self._sinks.get((id(conn), j.joining_request_id))  # type: ignore[union-attr]
+            if entry is None:
+                session.reject(rid, RequestErrorCode.INVALID_JOINING_REQUEST_ID, "not a subscription")
+                return
+            track, sink = entry
+            if sink.joining is None:
+                session.reject(rid, RequestErrorCode.INVALID_RANGE, "no objects published yet")
+                return
+            joining = sink.joining
+            if msg.fetch_type == c.FetchType.RELATIVE_JOINING:
+                start = Location(max(0, joining.group - j.joining_start), 0)  # type: ignore[union-attr]
+            else:
+                start = Location(j.joining_start, 0)  # type: ignore[union-attr]
+            end = Location(joining.group, joining.object + 1)
+        if track is None:
+            session.reject(rid, RequestErrorCode.DOES_NOT_EXIST, "no such track")
+            return
+        largest = track.largest
+        if largest is None or start > largest:
+            session.reject(rid, RequestErrorCode.INVALID_RANGE, "nothing published in that range")
+            return
+        cap = Location(largest.group, largest.object + 1)
+        end_excl = Location(end.group + 1, 0) if end.object == 0 else end
+        if end_excl > cap:
+            end = cap
+        descending = msg.parameters.group_order == GroupOrder.DESCENDING
+        session.accept_fetch(rid, end, end_of_track=track.ended is not None and end == cap,
+                             track_properties=track.properties)
+        session.data.open_fetch_stream(rid)
+        oldest = track.oldest_cached()
+        if oldest is not None and start < oldest and not descending:
+            session.data.send_fetch_object(rid, EndOfRange(oldest.group, max(0, oldest.object - 1), unknown=True))
+        for obj in track.range(start, end, descending):
+            session.data.send_fetch_object(rid, FetchObject(
+                obj.group_id, obj.subgroup_id, obj.object_id,
+                obj.priority if obj.priority is not None else track.priority, obj.payload, obj.properties,
+            ))
+        session.data.end_fetch_stream(rid)
+
+    def on_cancelled(self, conn: Connection, request_id: int, error_code: int) -> None:
+        entry = self._sinks.pop((id(conn), request_id), None)
+        if entry is not None:
+            track, sink = entry
+            track.remove_sink(sink)
+            log.info("unsubscribed", track=repr(track), request_id=request_id, code=error_code)
+        self._ns_subs.pop((id(conn), request_id), None)
+
+    def on_update(self, conn: Connection, event: ev.RequestUpdateReceived) -> None:
+        conn.session.accept_update(event.update_id)
+        conn.session.apply_update(event.request_id, event.parameters)
+        entry = self._sinks.get((id(conn), event.request_id))
+        flt = event.parameters.subscription_filter
+        if entry is not None and flt is not None and flt.start is not None:
+            entry[1].start, entry[1].end_group = flt.start, flt.end_group
+        conn.flush()
+
+    def on_closed(self, conn: Connection) -> None:
+        for key in [k for k in self._sinks if k[0] == id(conn)]:
+            track, sink = self._sinks.pop(key)
+            track.remove_sink(sink)
+        for key in [k for k in self._ns_subs if k[0] == id(conn)]:
+            del self._ns_subs[key]
+        self.connections.discard(conn)
+
+    def finish(self) -> None:
+        for track in self.tracks.values():
+            if track.ended is None:
+                track.finish()
+
+
+def describe(ns: TrackNamespace, name: bytes) -> str:
+    return f"{namespace_to_str(ns)}:{name.decode('utf-8', 'replace')}"
+
+
+__all__ = ["Publisher", "SubscriberSink", "StreamResetCode"]

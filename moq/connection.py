@@ -1,0 +1,438 @@
+"""asyncio face of one MoQ session: drives the sans-IO `Session` from a transport
+adapter and turns its events into awaitables and async iterators.
+
+Incoming requests go to a `RequestHandler` (synchronous callbacks, so the relay's and
+publisher's hot paths never wait on the event loop).  Without a handler, the peer's
+requests are refused with NOT_SUPPORTED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from .errors import RequestErrorCode, SessionClosedError, SessionErrorCode, StreamResetCode
+from .session import Role, Session, SessionConfig
+from .session import events as ev
+from .transport import base as tb
+from .wire import control as c
+from .wire.types import EMPTY_PARAMETERS, Location, Parameters, TrackNamespace
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_QUEUE = 10_000
+
+
+class RequestRejectedError(Exception):
+    """The peer answered one of our requests with REQUEST_ERROR."""
+
+    def __init__(self, error: c.RequestError) -> None:
+        super().__init__(f"request rejected: code={error.error_code:#x} {error.reason}".rstrip())
+        self.code = error.error_code
+        self.reason = error.reason
+        self.error = error
+
+
+class RequestHandler(Protocol):
+    """What a publisher/relay implements to serve the peer's requests."""
+
+    def on_request(self, conn: Connection, event: ev.IncomingRequest) -> None: ...
+    def on_cancelled(self, conn: Connection, request_id: int, error_code: int) -> None: ...
+    def on_update(self, conn: Connection, event: ev.RequestUpdateReceived) -> None: ...
+    def on_closed(self, conn: Connection) -> None: ...
+
+
+@dataclass(eq=False)
+class _Stream:
+    """Objects of one subscription or fetch, as an async iterator with a bounded queue."""
+
+    conn: Connection
+    request_id: int
+    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(DEFAULT_QUEUE))
+    ended: bool = False
+    dropped: int = 0
+    error: BaseException | None = None
+
+    def _put(self, item) -> None:
+        if self.ended:
+            return
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    def _end(self, error: BaseException | None = None) -> None:
+        if not self.ended:
+            self.ended = True
+            self.error = error
+            self.queue._queue.append(None)  # type: ignore[attr-defined]  # sentinel past the bound
+            self.queue._wakeup_next(self.queue._getters)  # type: ignore[attr-defined]
+
+    def __aiter__(self) -> AsyncIterator[ev.ObjectReceived]:
+        return self
+
+    async def __anext__(self) -> ev.ObjectReceived:
+        item = await self.queue.get()
+        if item is None:
+            self.queue._queue.append(None)  # type: ignore[attr-defined]  # stay ended for other readers
+            if self.error is not None:
+                raise self.error
+            raise StopAsyncIteration
+        return item
+
+
+@dataclass(eq=False)
+class Subscription(_Stream):
+    """A track we subscribed to (SUBSCRIBE) or accepted (PUBLISH)."""
+
+    track_alias: int = 0
+    parameters: Parameters = field(default_factory=Parameters)
+    track_properties: tuple = ()
+    done: ev.PublishDoneReceived | None = None
+    _streams_ended: int = 0
+
+    @property
+    def largest(self) -> Location | None:
+        return self.parameters.largest_object
+
+    def close(self) -> None:
+        """Unsubscribe (cancel the request stream)."""
+        if not self.ended:
+            self.conn.session.cancel(self.request_id)
+            self.conn.flush()
+            self._end()
+
+    def _maybe_finish(self) -> None:
+        if self.done is not None and self._streams_ended >= self.done.stream_count:
+            self._end()
+
+
+@dataclass(eq=False)
+class FetchResult(_Stream):
+    end_of_track: bool = False
+    end_location: Location | None = None
+
+    def close(self) -> None:
+        if not self.ended:
+            self.conn.session.cancel(self.request_id)
+            self.conn.flush()
+            self._end()
+
+
+class Connection:
+    """One MoQ session over a transport session (client or server side)."""
+
+    def __init__(self, transport: tb.TransportSession, *, config: SessionConfig | None = None,
+                 handler: RequestHandler | None = None) -> None:
+        self.transport = transport
+        self.loop = asyncio.get_running_loop()
+        role = Role.CLIENT if transport.is_client else Role.SERVER
+        config = config or SessionConfig()
+        if transport.is_client and transport.kind == "quic":
+            config.path = config.path or transport.path
+            config.authority = config.authority or transport.authority
+        self.session = Session(role, transport.protocol, transport.open_stream,
+                               webtransport=transport.kind == "webtransport", config=config)
+        self.handler = handler
+        self.log = log.bind(peer=transport.peer, kind=transport.kind)
+        self._ready: asyncio.Future[ev.SetupCompleted] = self.loop.create_future()
+        self._closed: asyncio.Future[ev.SessionTerminated] = self.loop.create_future()
+        self._pending: dict[int, asyncio.Future] = {}  # request_id -> first response
+        self._updates: dict[int, asyncio.Future] = {}  # update_id -> answer
+        self._streams: dict[int, _Stream] = {}
+        self._namespaces: dict[int, asyncio.Queue] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self.goaway: ev.GoawayReceived | None = None
+        transport.set_handler(self._on_transport_event)
+        self.session.start(self.loop.time())
+        self.flush()
+
+    # --- lifecycle -------------------------------------------------------------------
+    async def ready(self, timeout: float | None = 10.0) -> ev.SetupCompleted:
+        return await asyncio.wait_for(asyncio.shield(self._ready), timeout)
+
+    async def wait_closed(self) -> ev.SessionTerminated:
+        return await asyncio.shield(self._closed)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed.done()
+
+    def close(self, error_code: int = SessionErrorCode.NO_ERROR, reason: str = "") -> None:
+        self.session.close(error_code, reason)
+        self.flush()
+
+    async def aclose(self, error_code: int = SessionErrorCode.NO_ERROR, reason: str = "") -> None:
+        self.close(error_code, reason)
+        wait_closed = getattr(self.transport, "wait_closed", None)
+        if wait_closed is not None:
+            await wait_closed()
+
+    async def __aenter__(self) -> Connection:
+        await self.ready()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    # --- transport → session ----------------------------------------------------------
+    def _on_transport_event(self, e: tb.TransportEvent) -> None:
+        s, now = self.session, self.loop.time()
+        if isinstance(e, tb.StreamData):
+            s.receive_stream_data(e.stream_id, e.data, e.end_stream, now)
+        elif isinstance(e, tb.DatagramReceived):
+            s.receive_datagram(e.data, now)
+        elif isinstance(e, tb.StreamReset):
+            s.receive_stream_reset(e.stream_id, e.error_code, now)
+        elif isinstance(e, tb.StopSending):
+            s.receive_stop_sending(e.stream_id, e.error_code, now)
+        elif isinstance(e, tb.SessionClosed):
+            s.connection_lost(e.error_code, e.reason)
+        self.flush()
+
+    def flush(self) -> None:
+        """Carry out the session's actions, then dispatch its events."""
+        t, s = self.transport, self.session
+        while True:
+            actions = s.take_actions()
+            for a in actions:
+                if isinstance(a, ev.SendStreamData):
+                    t.send_stream_data(a.stream_id, a.data, a.end_stream)
+                elif isinstance(a, ev.ResetStream):
+                    t.reset_stream(a.stream_id, a.error_code)
+                elif isinstance(a, ev.StopSending):
+                    t.stop_stream(a.stream_id, a.error_code)
+                elif isinstance(a, ev.SendDatagram):
+                    if len(a.data) <= t.max_datagram_size():
+                        t.send_datagram(a.data)
+                elif isinstance(a, ev.CloseSession):
+                    t.close(a.error_code, a.reason)
+            event = s.next_event()
+            if event is None and not actions:
+                break
+            while event is not None:
+                self._dispatch(event)
+                event = s.next_event()
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        when = self.session.next_timer()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if when is not None and not self.is_closed:
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.session.handle_timer(self.loop.time())
+        self.flush()
+
+    # --- events ------------------------------------------------------------------------
+    def _dispatch(self, e: ev.Event) -> None:
+        if isinstance(e, ev.ObjectReceived):
+            st = self._streams.get(e.request_id)
+            if st is not None:
+                st._put(e)
+        elif isinstance(e, ev.DataStreamEnded):
+            st = self._streams.get(e.request_id)
+            if isinstance(st, FetchResult):
+                self._streams.pop(e.request_id, None)
+                st._end(None if e.reset_code is None else ConnectionResetError(f"fetch stream reset {e.reset_code:#x}"))
+            elif isinstance(st, Subscription):
+                st._streams_ended += 1
+                st._maybe_finish()
+        elif isinstance(e, ev.IncomingRequest):
+            if self.handler is None:
+                self.session.reject(e.request_id, RequestErrorCode.NOT_SUPPORTED, "not a publisher")
+            else:
+                self.handler.on_request(self, e)
+        elif isinstance(e, (ev.SubscribeAccepted, ev.FetchAccepted, ev.RequestAccepted, ev.RequestRejected)):
+            self._response(e)
+        elif isinstance(e, ev.PublishDoneReceived):
+            st = self._streams.get(e.request_id)
+            if isinstance(st, Subscription):
+                st.done = e
+                st._maybe_finish()
+                self.loop.call_later(2.0, st._end)
+        elif isinstance(e, (ev.NamespaceReceived, ev.NamespaceDoneReceived, ev.PublishBlockedReceived)):
+            q = self._namespaces.get(e.request_id)
+            if q is not None:
+                q.put_nowait(e)
+        elif isinstance(e, ev.RequestCancelled):
+            if self.handler is not None:
+                self.handler.on_cancelled(self, e.request_id, e.error_code)
+        elif isinstance(e, ev.RequestUpdateReceived):
+            if self.handler is not None:
+                self.handler.on_update(self, e)
+            else:
+                self.session.accept_update(e.update_id)
+                self.session.apply_update(e.request_id, e.parameters)
+        elif isinstance(e, ev.RequestEnded):
+            self._fail_request(e.request_id, ConnectionResetError(f"request {e.request_id} ended by peer"))
+        elif isinstance(e, ev.GoawayReceived):
+            self.goaway = e
+            self.log.info("goaway_received", uri=e.new_session_uri, timeout_ms=e.timeout_ms)
+        elif isinstance(e, ev.SetupCompleted):
+            self.log.info("session_ready", version=e.version, path=e.path, peer_impl=e.peer_implementation)
+            if not self._ready.done():
+                self._ready.set_result(e)
+        elif isinstance(e, ev.SessionTerminated):
+            self._terminated(e)
+
+    def _response(self, e) -> None:
+        update_id = getattr(e, "update_id", None)
+        fut = self._updates.pop(update_id, None) if update_id is not None else self._pending.pop(e.request_id, None)
+        if isinstance(e, ev.RequestRejected):
+            err = RequestRejectedError(e.error)
+            if update_id is None:
+                st = self._streams.pop(e.request_id, None)
+                if st is not None:
+                    st._end(err)
+            if fut is not None and not fut.done():
+                fut.set_exception(err)
+            return
+        if isinstance(e, ev.SubscribeAccepted):
+            st = self._streams.get(e.request_id)
+            if isinstance(st, Subscription):
+                st.track_alias, st.parameters, st.track_properties = e.track_alias, e.parameters, e.track_properties
+        if fut is not None and not fut.done():
+            fut.set_result(e)
+
+    def _fail_request(self, request_id: int, exc: BaseException) -> None:
+        fut = self._pending.pop(request_id, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(exc)
+        st = self._streams.pop(request_id, None)
+        if st is not None:
+            st._end(None)
+        q = self._namespaces.pop(request_id, None)
+        if q is not None:
+            q.put_nowait(None)
+
+    def _terminated(self, e: ev.SessionTerminated) -> None:
+        exc = SessionClosedError(e.error_code, e.reason)
+        self.log.info("session_closed", code=e.error_code, reason=e.reason, by_peer=e.by_peer)
+        if not self._ready.done():
+            self._ready.set_exception(exc)
+            self._ready.exception()  # mark retrieved
+        for fut in [*self._pending.values(), *self._updates.values()]:
+            if not fut.done():
+                fut.set_exception(exc)
+        self._pending.clear()
+        self._updates.clear()
+        for st in self._streams.values():
+            st._end(None if e.error_code == SessionErrorCode.NO_ERROR else exc)
+        self._streams.clear()
+        for q in self._namespaces.values():
+            q.put_nowait(None)
+        if self.handler is not None:
+            self.handler.on_closed(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        if not self._closed.done():
+            self._closed.set_result(e)
+
+    # --- requests (we are the requester) -------------------------------------------------
+    async def _await(self, request_id: int, timeout: float | None):
+        fut = self.loop.create_future()
+        self._pending[request_id] = fut
+        self.flush()
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            self.session.cancel(request_id)
+            self.flush()
+            raise
+
+    def _check_open(self) -> None:
+        if self.is_closed:
+            raise SessionClosedError(self._closed.result().error_code, self._closed.result().reason)
+
+    async def subscribe(self, namespace: TrackNamespace, name: bytes, parameters: Parameters = EMPTY_PARAMETERS,
+                        *, timeout: float | None = 10.0, queue_size: int = DEFAULT_QUEUE) -> Subscription:
+        """SUBSCRIBE and wait for SUBSCRIBE_OK; iterate the result for objects."""
+        self._check_open()
+        rid = self.session.subscribe(namespace, name, parameters)
+        sub = Subscription(self, rid, asyncio.Queue(queue_size))
+        self._streams[rid] = sub
+        await self._await(rid, timeout)
+        return sub
+
+    async def fetch(self, namespace: TrackNamespace, name: bytes, start: Location, end: Location,
+                    parameters: Parameters = EMPTY_PARAMETERS, *, timeout: float | None = 10.0) -> FetchResult:
+        """Standalone FETCH of [start, end) (end.object 0 = whole end group); iterate objects."""
+        msg = c.Fetch(0, c.FetchType.STANDALONE, c.StandaloneFetch(namespace, name, start, end), None, parameters)
+        return await self._fetch(msg, timeout)
+
+    async def joining_fetch(self, subscription: Subscription, groups_back: int = 0, *, absolute: bool = False,
+                            parameters: Parameters = EMPTY_PARAMETERS, timeout: float | None = 10.0) -> FetchResult:
+        """Objects before a subscription's start: the last `groups_back` groups (relative),
+        or from group `groups_back` (absolute)."""
+        ftype = c.FetchType.ABSOLUTE_JOINING if absolute else c.FetchType.RELATIVE_JOINING
+        msg = c.Fetch(0, ftype, None, c.JoiningFetch(subscription.request_id, groups_back), parameters)
+        return await self._fetch(msg, timeout)
+
+    async def _fetch(self, msg: c.Fetch, timeout: float | None) -> FetchResult:
+        self._check_open()
+        rid = self.session.fetch(msg)
+        res = FetchResult(self, rid)
+        self._streams[rid] = res
+        ok: ev.FetchAccepted = await self._await(rid, timeout)
+        res.end_of_track, res.end_location = ok.message.end_of_track, ok.message.end_location
+        return res
+
+    async def track_status(self, namespace: TrackNamespace, name: bytes, *, timeout: float | None = 10.0
+                           ) -> ev.RequestAccepted:
+        self._check_open()
+        return await self._await(self.session.track_status(namespace, name), timeout)
+
+    async def publish_namespace(self, namespace: TrackNamespace, parameters: Parameters = EMPTY_PARAMETERS, *,
+                                timeout: float | None = 10.0) -> int:
+        """PUBLISH_NAMESPACE and wait for REQUEST_OK; returns the request id (cancel() withdraws)."""
+        self._check_open()
+        rid = self.session.publish_namespace(namespace, parameters)
+        await self._await(rid, timeout)
+        return rid
+
+    async def subscribe_namespace(self, prefix: TrackNamespace, *, timeout: float | None = 10.0
+                                  ) -> tuple[int, asyncio.Queue]:
+        """SUBSCRIBE_NAMESPACE; the queue yields NamespaceReceived/NamespaceDoneReceived, None at the end."""
+        self._check_open()
+        rid = self.session.subscribe_namespace(prefix)
+        q: asyncio.Queue = asyncio.Queue()
+        self._namespaces[rid] = q
+        await self._await(rid, timeout)
+        return rid, q
+
+    async def request_update(self, request_id: int, parameters: Parameters, *, timeout: float | None = 10.0
+                             ) -> ev.RequestAccepted:
+        uid = self.session.request_update(request_id, parameters)
+        fut = self.loop.create_future()
+        self._updates[uid] = fut
+        self.flush()
+        return await asyncio.wait_for(fut, timeout)
+
+    def cancel(self, request_id: int, error_code: int = StreamResetCode.CANCELLED) -> None:
+        self.session.cancel(request_id, error_code)
+        self._streams.pop(request_id, None)
+        self.flush()
+
+    def send_goaway(self, new_session_uri: str = "", timeout_ms: int = 0) -> None:
+        self.session.goaway(new_session_uri, timeout_ms)
+        self.flush()
+
+    def accept_publish(self, request_id: int, parameters: Parameters = EMPTY_PARAMETERS,
+                       queue_size: int = DEFAULT_QUEUE) -> Subscription:
+        """Accept an incoming PUBLISH (from a handler) and get its objects as a Subscription."""
+        req = self.session.request(request_id)
+        sub = Subscription(self, request_id, asyncio.Queue(queue_size), track_alias=req.track_alias or 0,
+                           parameters=req.parameters, track_properties=req.message.track_properties)  # type: ignore[attr-defined]
+        self._streams[request_id] = sub
+        self.session.accept_publish(request_id, parameters)
+        self.flush()
+        return sub
