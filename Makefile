@@ -3,6 +3,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# moq-rs (the independent peer for interop/) installs a package named `moq` too, so it
+# gets its own venv and runs as separate processes.
+IVENV := .venv-interop
+ISTAMP := $(IVENV)/.installed
+MOQRS := moq-rs==0.5.1
 
 .PHONY: setup test lint demo bench clean
 
@@ -12,7 +17,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+$(ISTAMP):
+	test -x $(IVENV)/bin/python || $(PY) -m venv $(IVENV)
+	$(IVENV)/bin/python -m pip install --quiet '$(MOQRS)'
+	touch $(ISTAMP)
+
+setup: $(STAMP) $(ISTAMP)
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
@@ -27,4 +37,4 @@ bench: setup
 	@echo "make bench: not yet (comes with the performance issue)"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(IVENV) .pytest_cache .ruff_cache .hypothesis
