@@ -197,6 +197,27 @@ class Publisher:
             ))
         session.data.end_fetch_stream(rid)
 
+    async def push(self, conn: Connection, track: Track, *, timeout: float | None = 10.0) -> int:
+        """PUBLISH `track` to the peer (push mode) and feed it once PUBLISH_OK arrives;
+        returns the request id.  Objects written from now on are forwarded."""
+        self.connections.add(conn)
+        if (track.namespace, track.name) not in self.tracks:
+            self.add_track(track)
+        rid = conn.session.publish(track.namespace, track.name, Parameters(largest_object=track.largest),
+                                   track.properties)
+        largest = track.largest
+        start = Location(largest.group, largest.object + 1) if largest else Location(0, 0)
+        sink = SubscriberSink(conn, rid, start, joining=largest)
+        self._sinks[(id(conn), rid)] = (track, sink)
+        try:
+            await conn._await(rid, timeout)
+        except BaseException:
+            self._sinks.pop((id(conn), rid), None)
+            raise
+        track.add_sink(sink)
+        log.info("publish_accepted", track=repr(track), request_id=rid, peer=conn.transport.peer)
+        return rid
+
     def on_cancelled(self, conn: Connection, request_id: int, error_code: int) -> None:
         entry = self._sinks.pop((id(conn), request_id), None)
         if entry is not None:

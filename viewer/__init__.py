@@ -1,1 +1,1 @@
-"""viewer role of the moq stack."""
+"""viewer role: moq-view (Python subscriber CLI); the web viewer comes later."""

@@ -91,6 +91,8 @@ class Session:
         self._by_stream: dict[int, Request] = {}  # bidi stream id -> request
         self._update_owner: dict[int, Request] = {}  # REQUEST_UPDATE id -> request
         self._pending_bidi: dict[int, MessageDecoder] = {}  # peer bidi streams before the first message
+        self._retired: set[int] = set()  # finished peer request streams: late bytes are ignored
+        self._retired_order: deque[int] = deque()
         self._early: list[tuple] = []  # peer streams that arrived before its SETUP
         self._goaway_sent_id: int | None = None
         self.goaway_received: ev.GoawayReceived | None = None
@@ -183,6 +185,7 @@ class Session:
 
     def receive_datagram(self, data: bytes, now: float = 0.0) -> None:
         if self.ready:
+            self.data._now = now
             self._guard(self.data.receive_datagram, data)
 
     def handle_timer(self, now: float) -> None:
@@ -204,7 +207,7 @@ class Session:
             self.data.receive_uni(sid, data, fin, now)
             return
         req = self._by_stream.get(sid)
-        if req is None and self._is_local(sid):
+        if req is None and (self._is_local(sid) or sid in self._retired):
             return  # a request we already forgot; late bytes are harmless
         if req is None:
             if self.peer_setup is None:
@@ -500,10 +503,13 @@ class Session:
         if sid == self._control_out:
             raise ProtocolViolation("STOP_SENDING on the control stream")
         req = self._by_stream.get(sid)
-        if req is not None:
-            self._cancelled_by_peer(req, code)
-        else:
+        if req is None:
             self.data.receive_stop_sending(sid, code)
+        elif req.outgoing:
+            # the responder will not read more from us; its answer may still be in flight
+            req.send_closed = True
+        else:
+            self._cancelled_by_peer(req, code)  # a subscriber unsubscribing, a fetch cancelled, ...
 
     def _cancelled_by_peer(self, req: Request, code: int) -> None:
         if req.state is State.DONE and req.request_id not in self._requests:
@@ -531,7 +537,11 @@ class Session:
 
     def _forget(self, req: Request) -> None:
         self._requests.pop(req.request_id, None)
-        self._by_stream.pop(req.stream_id, None)
+        if self._by_stream.pop(req.stream_id, None) is not None and not req.outgoing:
+            self._retired.add(req.stream_id)
+            self._retired_order.append(req.stream_id)
+            if len(self._retired_order) > 65536:
+                self._retired.discard(self._retired_order.popleft())
         for uid in req.updates_in_flight:
             self._update_owner.pop(uid, None)
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .core import Session
 
 RETIRED_ALIASES = 1024
+HELD_DATAGRAMS = 256
 
 
 @dataclass(slots=True)
@@ -68,6 +69,7 @@ class DataPlane:
         self._retired: deque[int] = deque(maxlen=RETIRED_ALIASES)
         self._waiting: dict[int, list[int]] = {}  # alias -> held stream ids
         self._held_bytes = 0
+        self._held_datagrams: deque[tuple[float, ObjectDatagram]] = deque(maxlen=HELD_DATAGRAMS)
         self._now = 0.0
 
     # --- aliases ---------------------------------------------------------------------
@@ -78,6 +80,14 @@ class DataPlane:
         self._aliases[alias] = req
 
     def alias_ready(self, alias: int) -> None:
+        if self._held_datagrams:
+            held = [dg for _, dg in self._held_datagrams if dg.track_alias == alias]
+            if held:
+                kept = [(t, dg) for t, dg in self._held_datagrams if dg.track_alias != alias]
+                self._held_datagrams.clear()
+                self._held_datagrams.extend(kept)
+                for dg in held:
+                    self._deliver_datagram(dg)
         for sid in self._waiting.pop(alias, ()):
             st = self._in.get(sid)
             if st is None:
@@ -206,9 +216,14 @@ class DataPlane:
         dg = decode_datagram(data)
         if dg is None:
             return
-        req = self._aliases.get(dg.track_alias)
-        if req is None:
-            return  # unknown or retired alias: the draft lets us drop it
+        if dg.track_alias not in self._aliases:
+            if dg.track_alias not in self._retired:  # may precede its SUBSCRIBE_OK: hold briefly
+                self._held_datagrams.append((self._now, dg))
+            return
+        self._deliver_datagram(dg)
+
+    def _deliver_datagram(self, dg: ObjectDatagram) -> None:
+        req = self._aliases[dg.track_alias]
         prio = dg.publisher_priority if dg.publisher_priority is not None else req.default_priority
         status = dg.status if dg.status is not None else ObjectStatus.NORMAL
         self.s._events.append(ev.ObjectReceived(
@@ -219,6 +234,8 @@ class DataPlane:
     def expire(self, now: float) -> None:
         self._now = now
         limit = now - self.s.config.alias_wait
+        while self._held_datagrams and self._held_datagrams[0][0] <= limit:
+            self._held_datagrams.popleft()
         for alias, sids in list(self._waiting.items()):
             keep = []
             for sid in sids:
@@ -236,6 +253,8 @@ class DataPlane:
 
     def next_timer(self) -> float | None:
         times = [self._in[s].since for sids in self._waiting.values() for s in sids if s in self._in]
+        if self._held_datagrams:
+            times.append(self._held_datagrams[0][0])
         return min(times) + self.s.config.alias_wait if times else None
 
     # --- request lifecycle ----------------------------------------------------------------

@@ -61,7 +61,7 @@ def generate_dev_certificate(
         except ValueError:
             sans.append(x509.DNSName(host))
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

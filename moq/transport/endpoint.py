@@ -1,0 +1,308 @@
+"""Listening and dialing: one UDP port serves raw QUIC (``moqt-18``) and WebTransport (``h3``).
+
+The server offers both ALPNs; each connection becomes a :class:`~moq.transport.quic.QuicSession`
+or a :class:`~moq.transport.webtransport.WebTransportSession` once the handshake tells which
+one the client picked.  The client picks by URL scheme: ``moqt://`` is raw QUIC, ``https://``
+is WebTransport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import socket
+import urllib.parse
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import structlog
+from aioquic.asyncio.server import QuicServer
+from aioquic.quic.connection import QuicConnection
+
+from .quic import DEFAULT_ALPNS, ConnectionProtocol, QuicSession, SessionBase, make_configuration
+from .tls import CertificateMismatch, ClientVerification, ServerCredentials
+from .webtransport import WebTransportSession
+
+log = structlog.get_logger(__name__)
+
+H3_ALPN = "h3"
+DEFAULT_PORT = 443
+_SOCKET_BUFFER = 4 * 1024 * 1024
+
+OnSession = Callable[[SessionBase], Awaitable[None] | None]
+
+
+def _grow_socket_buffers(sock: socket.socket) -> None:
+    """Best effort: bulk media overflows the default UDP buffers on a busy loop."""
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKET_BUFFER)
+        except OSError:
+            pass
+
+
+class Server:
+    """A listening endpoint.  ``close()`` closes every connection at once and stops listening;
+    ``await wait_closed()`` (or ``await aclose()``, or ``async with``) also waits for the
+    ``on_session`` tasks, which are cancelled."""
+
+    def __init__(
+        self,
+        credentials: ServerCredentials,
+        on_session: OnSession,
+        alpns: Sequence[str],
+        idle_timeout: float | None,
+    ) -> None:
+        self._on_session = on_session
+        self.alpns = tuple(alpns)
+        self.credentials = credentials
+        config = make_configuration(
+            is_client=False,
+            alpns=[*self.alpns, H3_ALPN],
+            **({"idle_timeout": idle_timeout} if idle_timeout else {}),
+        )
+        credentials.configure(config)
+        self._config = config
+        self._listener: QuicServer | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._connections: set[ConnectionProtocol] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.host = ""
+        self.port = 0
+
+    async def _start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._transport, self._listener = await loop.create_datagram_endpoint(
+            lambda: QuicServer(configuration=self._config, create_protocol=self._create_protocol),
+            local_addr=(host, port),
+        )
+        sock = self._transport.get_extra_info("socket")
+        if sock is not None:
+            _grow_socket_buffers(sock)
+        sockname = self._transport.get_extra_info("sockname")
+        self.host, self.port = sockname[0], sockname[1]
+        log.info("listening", host=self.host, port=self.port, alpns=[*self.alpns, H3_ALPN])
+
+    def _create_protocol(self, quic: QuicConnection, stream_handler: object = None) -> ConnectionProtocol:
+        conn = ConnectionProtocol(quic, app_factory=self._make_app)
+        self._connections.add(conn)
+        conn.on_terminated.append(self._connections.discard)
+        conn.ready.add_done_callback(self._session_ready)
+        return conn
+
+    def _make_app(self, conn: ConnectionProtocol, alpn: str) -> QuicSession | WebTransportSession | None:
+        if alpn == H3_ALPN:
+            return WebTransportSession(conn, is_client=False, alpns=self.alpns)
+        if alpn in self.alpns:
+            return QuicSession(conn, is_client=False, protocol=alpn)
+        return None
+
+    def _session_ready(self, ready: asyncio.Future[SessionBase]) -> None:
+        if ready.cancelled() or ready.exception() is not None or self._closed:
+            return
+        session = ready.result()
+        try:
+            result = self._on_session(session)
+        except Exception:
+            log.exception("on_session_failed", peer=session.peer)
+            session.close(1, "internal error")
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._tasks.add(task)
+            task.add_done_callback(partial(self._task_done, session))
+
+    def _task_done(self, session: SessionBase, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("on_session_failed", peer=session.peer, exc_info=task.exception())
+            session.close(1, "internal error")
+
+    @property
+    def sessions(self) -> list[SessionBase]:
+        """Sessions that are currently established (diagnostics)."""
+        return [
+            c.app
+            for c in self._connections
+            if isinstance(c.app, SessionBase) and c.ready.done() and not c.ready.exception()
+        ]
+
+    def close(self, error_code: int = 0, reason: str = "server shutting down") -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for conn in list(self._connections):
+            conn.abort(error_code, reason)
+        self._connections.clear()
+        for task in self._tasks:
+            task.cancel()
+        if self._transport is not None:
+            self._transport.close()
+        log.info("stopped_listening", port=self.port)
+
+    async def wait_closed(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        self.close()
+        await self.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def serve(
+    host: str,
+    port: int,
+    credentials: ServerCredentials,
+    on_session: OnSession,
+    *,
+    alpns: Sequence[str] = DEFAULT_ALPNS,
+    idle_timeout: float | None = None,
+) -> Server:
+    """Listen on ``host:port`` (IPv4 or IPv6 literal or name; port 0 picks a free port, see
+    ``Server.port``) for raw QUIC (``alpns``) and WebTransport (``h3``) connections.
+
+    ``on_session(session)`` is called once per established session.  It may be a plain
+    function or return an awaitable; the server runs the latter in a task it cancels on close.
+    """
+    server = Server(credentials, on_session, alpns, idle_timeout)
+    await server._start(host, port)
+    return server
+
+
+@dataclass(frozen=True)
+class ParsedURL:
+    kind: str  # "quic" or "webtransport"
+    host: str
+    port: int
+    authority: str
+    path: str  # path and query, at least "/"
+
+
+def parse_url(url: str) -> ParsedURL:
+    """Parse ``moqt://host[:port]/path`` (raw QUIC) or ``https://host[:port]/path`` (WebTransport)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"invalid MoQ URL {url!r}: {exc}") from None
+    kinds = {"moqt": "quic", "https": "webtransport"}
+    if parts.scheme not in kinds:
+        raise ValueError(
+            f"unsupported URL scheme in {url!r}: use moqt://host[:port]/path (raw QUIC) "
+            "or https://host[:port]/path (WebTransport)"
+        )
+    if not parts.hostname:
+        raise ValueError(f"URL {url!r} has no host")
+    host = parts.hostname
+    host_part = f"[{host}]" if ":" in host else host
+    authority = host_part if port is None else f"{host_part}:{port}"
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return ParsedURL(kinds[parts.scheme], host, port or DEFAULT_PORT, authority, path)
+
+
+class connect:  # noqa: N801 - used like a function, as ``await connect(...)`` or ``async with``
+    """Open a MoQ transport session to ``url``.
+
+    ``session = await connect(url)`` returns the established session (close it with
+    ``session.close()`` and ``await session.wait_closed()``); ``async with connect(url) as s:``
+    does the same and closes it on exit.  Certificate checks: ``fingerprint`` (SHA-256 hex of
+    the server certificate, colons allowed), ``insecure=True`` (none), or CA verification
+    against ``cafile`` (default: certifi).  Raises ValueError for a bad URL, TimeoutError when
+    nothing answers within ``timeout`` seconds, ConnectionError (e.g. CertificateMismatch) when
+    the server refuses or cannot be verified.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        fingerprint: str | None = None,
+        insecure: bool = False,
+        cafile: str | None = None,
+        alpns: Sequence[str] = DEFAULT_ALPNS,
+        timeout: float = 10.0,
+    ) -> None:
+        self._target = parse_url(url)
+        self._url = url
+        self._verification = ClientVerification(fingerprint=fingerprint, insecure=insecure, cafile=cafile)
+        self._alpns = tuple(alpns)
+        self._timeout = timeout
+        self._session: SessionBase | None = None
+
+    def __await__(self) -> Generator[object, None, SessionBase]:
+        return self._connect().__await__()
+
+    async def __aenter__(self) -> SessionBase:
+        self._session = await self._connect()
+        return self._session
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.__aexit__(*exc)
+
+    async def _connect(self) -> SessionBase:
+        target, loop = self._target, asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_DGRAM)
+        except socket.gaierror as exc:
+            raise ConnectionError(f"cannot resolve {target.host!r}: {exc}") from None
+        family, _, _, _, addr = infos[0]
+        wt = target.kind == "webtransport"
+        config = make_configuration(is_client=True, alpns=[H3_ALPN] if wt else self._alpns)
+        config.server_name = target.host
+        self._verification.configure(config)
+
+        def make_app(conn: ConnectionProtocol, alpn: str) -> SessionBase:
+            if wt:
+                return WebTransportSession(
+                    conn, is_client=True, alpns=self._alpns, path=target.path, authority=target.authority
+                )
+            return QuicSession(
+                conn, is_client=True, protocol=alpn, path=target.path, authority=target.authority
+            )
+
+        # A connected UDP socket: the kernel filters strangers and reports ICMP unreachable.
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            _grow_socket_buffers(sock)
+            sock.connect(addr)
+            transport, conn = await loop.create_datagram_endpoint(
+                lambda: ConnectionProtocol(
+                    QuicConnection(configuration=config),
+                    app_factory=make_app,
+                    verification=self._verification,
+                    owns_transport=True,
+                ),
+                sock=sock,
+            )
+        except OSError as exc:
+            sock.close()
+            raise ConnectionError(f"cannot connect to {self._url}: {exc}") from None
+        conn.connect(addr)
+        try:
+            session = await asyncio.wait_for(asyncio.shield(conn.ready), self._timeout)
+        except TimeoutError:
+            conn.abort(0, "connect timeout")
+            raise TimeoutError(f"no answer from {self._url} within {self._timeout} s") from None
+        except asyncio.CancelledError:
+            conn.abort(0, "cancelled")
+            raise
+        except CertificateMismatch:
+            conn.abort(0, "certificate mismatch")  # the close frame is out; free the socket now
+            raise
+        except ConnectionError as exc:
+            conn.abort(0, "setup failed")
+            raise type(exc)(f"cannot connect to {self._url}: {exc}") from exc
+        log.info("connected", url=self._url, kind=session.kind, protocol=session.protocol)
+        return session
