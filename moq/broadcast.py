@@ -7,66 +7,18 @@ attaches it to its relay connection, a server attaches it to every accepted sess
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import structlog
 
 from .connection import Connection
-from .errors import PublishDoneCode, RequestErrorCode, StreamResetCode
-from .model.track import CachedObject, Track
+from .errors import RequestErrorCode, StreamResetCode
+from .fanout import SubscriberSink, subscription_start
+from .model.track import Track
 from .session import events as ev
 from .wire import control as c
 from .wire.data import EndOfRange, FetchObject
-from .wire.types import FilterType, GroupOrder, Location, Parameters, TrackNamespace, namespace_to_str
+from .wire.types import GroupOrder, Location, Parameters, TrackNamespace, namespace_to_str
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(eq=False)
-class SubscriberSink:
-    """One downstream subscription of a track on one connection."""
-
-    conn: Connection
-    request_id: int
-    start: Location
-    end_group: int | None = None
-    joining: Location | None = None  # Largest Location in SUBSCRIBE_OK (§ Joining Fetches)
-    streams: dict[tuple[int, int], int] = field(default_factory=dict)
-
-    @property
-    def forwarding(self) -> bool:
-        req = self.conn.session._requests.get(self.request_id)
-        return req is not None and req.forward == 1
-
-    def on_object(self, track: Track, obj: CachedObject) -> None:
-        if obj.location < self.start or (self.end_group is not None and obj.group_id > self.end_group):
-            return
-        if not self.forwarding:
-            return
-        data = self.conn.session.data
-        key = (obj.group_id, obj.subgroup_id)
-        sid = self.streams.get(key)
-        if sid is None or not data.is_open(sid):
-            sid = data.open_subgroup(self.request_id, obj.group_id, obj.subgroup_id, has_properties=True,
-                                     publisher_priority=obj.priority, first_object=obj.object_id == 0)
-            self.streams[key] = sid
-        data.send_object(sid, obj.object_id, obj.payload, status=obj.status, properties=obj.properties)
-        self.conn.flush()
-
-    def on_subgroup_end(self, track: Track, group_id: int, subgroup_id: int) -> None:
-        sid = self.streams.pop((group_id, subgroup_id), None)
-        if sid is not None:
-            self.conn.session.data.end_subgroup(sid)
-            self.conn.flush()
-        if self.end_group is not None and group_id >= self.end_group and not self.streams:
-            self.on_track_end(track, PublishDoneCode.SUBSCRIPTION_ENDED, "end of subscription range")
-            track.remove_sink(self)
-
-    def on_track_end(self, track: Track, status_code: int, reason: str) -> None:
-        if self.conn.is_closed or self.request_id not in self.conn.session._requests:
-            return
-        self.conn.session.publish_done(self.request_id, status_code, reason)
-        self.conn.flush()
 
 
 class Publisher:
@@ -130,17 +82,11 @@ class Publisher:
             conn.session.reject(rid, RequestErrorCode.DOES_NOT_EXIST, "no such track")
             return
         largest = track.largest
-        flt = msg.parameters.subscription_filter
-        nxt = Location(largest.group, largest.object + 1) if largest else Location(0, 0)
-        start, end_group = nxt, None
-        if flt is not None:
-            if flt.filter_type == FilterType.NEXT_GROUP_START:
-                start = Location(largest.group + 1, 0) if largest else Location(0, 0)
-            elif flt.filter_type in (FilterType.ABSOLUTE_START, FilterType.ABSOLUTE_RANGE):
-                start, end_group = max(flt.start, nxt), flt.end_group  # type: ignore[type-var]
-                if end_group is not None and largest is not None and end_group < largest.group:
-                    conn.session.reject(rid, RequestErrorCode.INVALID_RANGE, "end group already published")
-                    return
+        window = subscription_start(track, msg.parameters)
+        if isinstance(window, str):
+            conn.session.reject(rid, RequestErrorCode.INVALID_RANGE, window)
+            return
+        start, end_group = window
         if track.ended is not None:
             conn.session.reject(rid, RequestErrorCode.DOES_NOT_EXIST, "track ended")
             return

@@ -37,6 +37,15 @@ class RequestRejectedError(Exception):
         self.error = error
 
 
+class ObjectListener(Protocol):
+    """Synchronous receiver of a subscription's objects (a relay's hot path): called from
+    the transport callback, so it must not block."""
+
+    def on_object(self, event: ev.ObjectReceived) -> None: ...
+    def on_stream_end(self, event: ev.DataStreamEnded) -> None: ...
+    def on_done(self, stream: _Stream) -> None: ...
+
+
 class RequestHandler(Protocol):
     """What a publisher/relay implements to serve the peer's requests."""
 
@@ -56,9 +65,13 @@ class _Stream:
     ended: bool = False
     dropped: int = 0
     error: BaseException | None = None
+    listener: ObjectListener | None = None
 
     def _put(self, item) -> None:
         if self.ended:
+            return
+        if self.listener is not None:
+            self.listener.on_object(item)
             return
         try:
             self.queue.put_nowait(item)
@@ -69,6 +82,8 @@ class _Stream:
         if not self.ended:
             self.ended = True
             self.error = error
+            if self.listener is not None:
+                self.listener.on_done(self)
             self.queue._queue.append(None)  # type: ignore[attr-defined]  # sentinel past the bound
             self.queue._wakeup_next(self.queue._getters)  # type: ignore[attr-defined]
 
@@ -245,6 +260,8 @@ class Connection:
                 st._end(None if e.reset_code is None else ConnectionResetError(f"fetch stream reset {e.reset_code:#x}"))
             elif isinstance(st, Subscription):
                 st._streams_ended += 1
+                if st.listener is not None:
+                    st.listener.on_stream_end(e)
                 st._maybe_finish()
         elif isinstance(e, ev.IncomingRequest):
             if self.handler is None:
@@ -354,11 +371,13 @@ class Connection:
             raise SessionClosedError(self._closed.result().error_code, self._closed.result().reason)
 
     async def subscribe(self, namespace: TrackNamespace, name: bytes, parameters: Parameters = EMPTY_PARAMETERS,
-                        *, timeout: float | None = 10.0, queue_size: int = DEFAULT_QUEUE) -> Subscription:
-        """SUBSCRIBE and wait for SUBSCRIBE_OK; iterate the result for objects."""
+                        *, timeout: float | None = 10.0, queue_size: int = DEFAULT_QUEUE,
+                        listener: ObjectListener | None = None) -> Subscription:
+        """SUBSCRIBE and wait for SUBSCRIBE_OK; iterate the result for objects (or give a
+        `listener` that gets them synchronously)."""
         self._check_open()
         rid = self.session.subscribe(namespace, name, parameters)
-        sub = Subscription(self, rid, asyncio.Queue(queue_size))
+        sub = Subscription(self, rid, asyncio.Queue(queue_size), listener=listener)
         self._streams[rid] = sub
         await self._await(rid, timeout)
         return sub
@@ -427,10 +446,11 @@ class Connection:
         self.flush()
 
     def accept_publish(self, request_id: int, parameters: Parameters = EMPTY_PARAMETERS,
-                       queue_size: int = DEFAULT_QUEUE) -> Subscription:
+                       queue_size: int = DEFAULT_QUEUE, listener: ObjectListener | None = None) -> Subscription:
         """Accept an incoming PUBLISH (from a handler) and get its objects as a Subscription."""
         req = self.session.request(request_id)
-        sub = Subscription(self, request_id, asyncio.Queue(queue_size), track_alias=req.track_alias or 0,
+        sub = Subscription(self, request_id, asyncio.Queue(queue_size), listener=listener,
+                           track_alias=req.track_alias or 0,
                            parameters=req.parameters, track_properties=req.message.track_properties)  # type: ignore[attr-defined]
         self._streams[request_id] = sub
         self.session.accept_publish(request_id, parameters)

@@ -19,7 +19,7 @@ from ..wire.types import KeyValuePairs, Location, TrackNamespace
 @dataclass(frozen=True, slots=True)
 class CachedObject:
     group_id: int
-    subgroup_id: int
+    subgroup_id: int | None  # None: Datagram forwarding preference
     object_id: int
     payload: bytes | memoryview
     properties: bytes = b""
@@ -48,6 +48,7 @@ class TrackSink(Protocol):
 
     def on_object(self, track: Track, obj: CachedObject) -> None: ...
     def on_subgroup_end(self, track: Track, group_id: int, subgroup_id: int) -> None: ...
+    def on_subgroup_reset(self, track: Track, group_id: int, subgroup_id: int, error_code: int) -> None: ...
     def on_track_end(self, track: Track, status_code: int, reason: str) -> None: ...
 
 
@@ -72,7 +73,7 @@ class Track:
         return f"Track({'/'.join(p.decode(errors='replace') for p in self.namespace)}:{self.name.decode(errors='replace')})"
 
     # --- producing ------------------------------------------------------------------
-    def write(self, group_id: int, object_id: int, payload: bytes | memoryview, *, subgroup_id: int = 0,
+    def write(self, group_id: int, object_id: int, payload: bytes | memoryview, *, subgroup_id: int | None = 0,
               properties: bytes = b"", status: int = ObjectStatus.NORMAL, priority: int | None = None) -> CachedObject:
         """Store an object and forward it to every sink."""
         obj = CachedObject(group_id, subgroup_id, object_id, payload, properties, status, priority)
@@ -81,7 +82,8 @@ class Track:
             group = self.groups[group_id] = Group(group_id)
             self._evict()
         group.objects.append(obj)
-        group.open_subgroups.add(subgroup_id)
+        if subgroup_id is not None:
+            group.open_subgroups.add(subgroup_id)
         group.size += len(payload)
         self.cache_bytes += len(payload)
         self.objects_in += 1
@@ -101,6 +103,14 @@ class Track:
             group.open_subgroups.discard(subgroup_id)
         for sink in list(self.sinks):
             sink.on_subgroup_end(self, group_id, subgroup_id)
+
+    def reset_subgroup(self, group_id: int, subgroup_id: int, error_code: int) -> None:
+        """The source lost the rest of a subgroup (its stream was reset upstream)."""
+        group = self.groups.get(group_id)
+        if group is not None:
+            group.open_subgroups.discard(subgroup_id)
+        for sink in list(self.sinks):
+            sink.on_subgroup_reset(self, group_id, subgroup_id, error_code)
 
     def end_group(self, group_id: int) -> None:
         group = self.groups.get(group_id)
