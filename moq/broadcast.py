@@ -112,36 +112,12 @@ class Publisher:
             if sink.joining is None:
                 session.reject(rid, RequestErrorCode.INVALID_RANGE, "no objects published yet")
                 return
-            joining = sink.joining
-            if msg.fetch_type == c.FetchType.RELATIVE_JOINING:
-                start = Location(max(0, joining.group - j.joining_start), 0)  # type: ignore[union-attr]
-            else:
-                start = Location(j.joining_start, 0)  # type: ignore[union-attr]
-            end = Location(joining.group, joining.object + 1)
+            start, end = joining_range(msg, sink.joining)
         if track is None:
             session.reject(rid, RequestErrorCode.DOES_NOT_EXIST, "no such track")
             return
-        largest = track.largest
-        if largest is None or start > largest:
-            session.reject(rid, RequestErrorCode.INVALID_RANGE, "nothing published in that range")
-            return
-        cap = Location(largest.group, largest.object + 1)
-        end_excl = Location(end.group + 1, 0) if end.object == 0 else end
-        if end_excl > cap:
-            end = cap
-        descending = msg.parameters.group_order == GroupOrder.DESCENDING
-        session.accept_fetch(rid, end, end_of_track=track.ended is not None and end == cap,
-                             track_properties=track.properties)
-        session.data.open_fetch_stream(rid)
-        oldest = track.oldest_cached()
-        if oldest is not None and start < oldest and not descending:
-            session.data.send_fetch_object(rid, EndOfRange(oldest.group, max(0, oldest.object - 1), unknown=True))
-        for obj in track.range(start, end, descending):
-            session.data.send_fetch_object(rid, FetchObject(
-                obj.group_id, obj.subgroup_id, obj.object_id,
-                obj.priority if obj.priority is not None else track.priority, obj.payload, obj.properties,
-            ))
-        session.data.end_fetch_stream(rid)
+        serve_cached_fetch(session, rid, track, start, end, msg.parameters.group_order == GroupOrder.DESCENDING)
+        conn.flush()
 
     async def push(self, conn: Connection, track: Track, *, timeout: float | None = 10.0) -> int:
         """PUBLISH `track` to the peer (push mode) and feed it once PUBLISH_OK arrives;
@@ -193,6 +169,47 @@ class Publisher:
         for track in self.tracks.values():
             if track.ended is None:
                 track.finish()
+
+
+def joining_range(msg: c.Fetch, joining: Location) -> tuple[Location, Location]:
+    """[start, end) of a joining fetch from the subscription's Joining Location
+    (§ Joining Fetch Range Calculation)."""
+    j = msg.joining
+    if msg.fetch_type == c.FetchType.RELATIVE_JOINING:
+        start = Location(max(0, joining.group - j.joining_start), 0)  # type: ignore[union-attr]
+    else:
+        start = Location(j.joining_start, 0)  # type: ignore[union-attr]
+    return start, Location(joining.group, joining.object + 1)
+
+
+def cache_covers(track: Track, start: Location) -> bool:
+    oldest = track.oldest_cached()
+    return track.largest is not None and oldest is not None and oldest <= start
+
+
+def serve_cached_fetch(session, rid: int, track: Track, start: Location, end: Location, descending: bool) -> None:
+    """Answer a FETCH of [start, end) from the track's cache: FETCH_OK, then the objects on
+    one fetch stream in the requested group order (§ Fetch Handling)."""
+    largest = track.largest
+    if largest is None or start > largest:
+        session.reject(rid, RequestErrorCode.INVALID_RANGE, "nothing published in that range")
+        return
+    cap = Location(largest.group, largest.object + 1)
+    end_excl = Location(end.group + 1, 0) if end.object == 0 else end
+    if end_excl > cap:
+        end = cap
+    session.accept_fetch(rid, end, end_of_track=track.ended is not None and end == cap,
+                         track_properties=track.properties)
+    session.data.open_fetch_stream(rid)
+    oldest = track.oldest_cached()
+    if oldest is not None and start < oldest and not descending and oldest.object > 0:
+        session.data.send_fetch_object(rid, EndOfRange(oldest.group, oldest.object - 1, unknown=True))
+    for obj in track.range(start, end, descending):
+        session.data.send_fetch_object(rid, FetchObject(
+            obj.group_id, obj.subgroup_id, obj.object_id,
+            obj.priority if obj.priority is not None else track.priority, obj.payload, obj.properties,
+        ))
+    session.data.end_fetch_stream(rid)
 
 
 def describe(ns: TrackNamespace, name: bytes) -> str:

@@ -64,12 +64,13 @@ class SubscriberSink:
         probe = getattr(self.conn.transport, "send_backlog", None)
         return probe() if probe is not None else 0
 
-    def on_object(self, track: Track, obj: CachedObject) -> None:
+    def on_object(self, track: Track, obj: CachedObject) -> bool:
+        """Forward one object; False when this subscription does not get it."""
         g = obj.group_id
         if g in self.dropped or obj.location < self.start or (self.end_group is not None and g > self.end_group):
-            return
+            return False
         if not self.forwarding:
-            return
+            return False
         data = self.conn.session.data
         if obj.subgroup_id is None:  # datagram preference: best effort, no backlog to manage
             prio = obj.priority if obj.priority is not None else None
@@ -78,21 +79,22 @@ class SubscriberSink:
                 None if obj.status == ObjectStatus.NORMAL else obj.status, obj.payload))
             self.sent_objects += 1
             self.conn.flush()
-            return
+            return True
         key = (g, obj.subgroup_id)
         sid = self.streams.get(key)
         if sid is None or not data.is_open(sid):
             if not self._admit_group(g):
-                return
+                return False
             sid = data.open_subgroup(self.request_id, g, obj.subgroup_id, has_properties=True,
                                      publisher_priority=obj.priority, first_object=obj.object_id == 0)
             self.streams[key] = sid
         elif self._backlog() > 4 * self.max_backlog:  # one huge late group: give it up too
             self._drop_group(g)
-            return
+            return False
         data.send_object(sid, obj.object_id, obj.payload, status=obj.status, properties=obj.properties)
         self.sent_objects += 1
         self.conn.flush()
+        return True
 
     def _admit_group(self, group_id: int) -> bool:
         """Before opening a stream: if the subscriber is behind, drop its older groups,

@@ -46,7 +46,7 @@ class Group:
 class TrackSink(Protocol):
     """A downstream consumer of a track (one subscription on one session)."""
 
-    def on_object(self, track: Track, obj: CachedObject) -> None: ...
+    def on_object(self, track: Track, obj: CachedObject) -> bool: ...
     def on_subgroup_end(self, track: Track, group_id: int, subgroup_id: int) -> None: ...
     def on_subgroup_reset(self, track: Track, group_id: int, subgroup_id: int, error_code: int) -> None: ...
     def on_track_end(self, track: Track, status_code: int, reason: str) -> None: ...
@@ -74,8 +74,8 @@ class Track:
 
     # --- producing ------------------------------------------------------------------
     def write(self, group_id: int, object_id: int, payload: bytes | memoryview, *, subgroup_id: int | None = 0,
-              properties: bytes = b"", status: int = ObjectStatus.NORMAL, priority: int | None = None) -> CachedObject:
-        """Store an object and forward it to every sink."""
+              properties: bytes = b"", status: int = ObjectStatus.NORMAL, priority: int | None = None) -> int:
+        """Store an object and forward it to every sink; returns how many sinks took it."""
         obj = CachedObject(group_id, subgroup_id, object_id, payload, properties, status, priority)
         group = self.groups.get(group_id)
         if group is None:
@@ -91,11 +91,13 @@ class Track:
         loc = Location(group_id, object_id)
         if self.largest is None or loc > self.largest:
             self.largest = loc
+        sent = 0
         for sink in list(self.sinks):
-            sink.on_object(self, obj)
+            if sink.on_object(self, obj):
+                sent += 1
         if self.cache_bytes > self.max_bytes:
             self._evict()
-        return obj
+        return sent
 
     def end_subgroup(self, group_id: int, subgroup_id: int = 0) -> None:
         group = self.groups.get(group_id)
@@ -128,6 +130,10 @@ class Track:
 
     def _evict(self) -> None:
         while len(self.groups) > self.max_groups or (self.cache_bytes > self.max_bytes and len(self.groups) > 1):
+            self.evict_oldest()
+
+    def evict_oldest(self) -> None:
+        if self.groups:
             _, old = self.groups.popitem(last=False)
             self.cache_bytes -= old.size
 

@@ -53,6 +53,7 @@ class SessionConfig:
     max_incoming_requests: int = 10_000  # concurrently open peer requests
     alias_wait: float = 2.0  # seconds to hold a data stream whose track alias is unknown
     max_alias_wait_bytes: int = 4 << 20
+    max_object_size: int | None = None  # larger incoming objects: stream stopped with EXCESSIVE_LOAD
     publish_ok_type: type = c.PublishOk  # 0x1E per the Message Types table
 
 

@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from ..errors import LocalUsageError, ProtocolViolation, StreamResetCode
+from ..errors import LocalUsageError, ProtocolViolation, StreamResetCode, StreamResetError
 from ..wire.data import (
     EndOfRange,
     FetchHeader,
@@ -118,8 +118,15 @@ class DataPlane:
         self._now = now
         st = self._in.get(sid)
         if st is None:
-            st = self._in[sid] = _InStream(UniStreamDecoder(), since=now)
-        items = st.decoder.feed(data, fin)
+            st = self._in[sid] = _InStream(UniStreamDecoder(self.s.config.max_object_size), since=now)
+        try:
+            items = st.decoder.feed(data, fin)
+        except StreamResetError as exc:
+            self._abandon(sid, exc.code)
+            if st.req is not None and isinstance(st.header, SubgroupHeader):
+                self.s._events.append(ev.DataStreamEnded(
+                    st.req.request_id, sid, st.header.group_id, st.subgroup_id, exc.code))
+            return
         st.fin = st.fin or fin
         if st.header is None and items:
             first = items[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from ..errors import LocalUsageError, NeedMoreData, ProtocolViolation
+from ..errors import LocalUsageError, NeedMoreData, ProtocolViolation, StreamResetCode, StreamResetError
 from .buffer import Reader, Writer
 from .varint import MAX_VARINT, encode_varint
 
@@ -145,8 +145,12 @@ def encode_subgroup_object(
     return bytes(out)
 
 
-def decode_subgroup_object(r: Reader, prev_object_id: int | None, has_properties: bool) -> SubgroupObject:
-    """Parse one object; NeedMoreData if incomplete (the caller keeps its bytes)."""
+def decode_subgroup_object(
+    r: Reader, prev_object_id: int | None, has_properties: bool, max_payload: int | None = None
+) -> SubgroupObject:
+    """Parse one object; NeedMoreData if incomplete (the caller keeps its bytes).
+    A payload longer than `max_payload` raises StreamResetError(EXCESSIVE_LOAD) as soon
+    as its length is read, before any of it is buffered."""
     delta = r.varint()
     object_id = delta if prev_object_id is None else prev_object_id + delta + 1
     if object_id > MAX_VARINT:
@@ -155,6 +159,9 @@ def decode_subgroup_object(r: Reader, prev_object_id: int | None, has_properties
     if has_properties:
         props = r.bytes(r.varint())
     length = r.varint()
+    if max_payload is not None and length > max_payload:
+        raise StreamResetError(f"object of {length} bytes exceeds the limit {max_payload}",
+                               StreamResetCode.EXCESSIVE_LOAD)
     if length == 0:
         status = check_status(r.varint())
         if props and status != ObjectStatus.NORMAL:

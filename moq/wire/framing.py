@@ -101,10 +101,11 @@ class UniStreamDecoder(_Buffered):
     `fetch_codec.descending` from the FETCH's group order before feeding objects.
     """
 
-    __slots__ = ("kind", "header", "messages", "prev_object_id", "fetch_codec", "objects")
+    __slots__ = ("kind", "header", "messages", "prev_object_id", "fetch_codec", "objects", "max_payload")
 
-    def __init__(self) -> None:
+    def __init__(self, max_payload: int | None = None) -> None:
         super().__init__()
+        self.max_payload = max_payload
         self.kind: str | None = None  # "control" | "subgroup" | "fetch" | "padding"
         self.header: SubgroupHeader | FetchHeader | None = None
         self.messages: MessageDecoder | None = None
@@ -181,7 +182,7 @@ class UniStreamDecoder(_Buffered):
                 r = Reader(buf, self.pos)
                 try:
                     obj: SubgroupObject | FetchObject | EndOfRange = decode_subgroup_object(
-                        r, self.prev_object_id, has_props
+                        r, self.prev_object_id, has_props, self.max_payload
                     )
                 except NeedMoreData:
                     break

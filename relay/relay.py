@@ -1,0 +1,545 @@
+"""The relay (draft-18 § Relays): routes requests between sessions and fans objects out.
+
+One `Relay` serves every session of the process as their `RequestHandler`.  Publishers
+announce namespaces (PUBLISH_NAMESPACE) or push tracks (PUBLISH); a SUBSCRIBE for a track
+is routed to the publisher of the longest matching namespace, with one upstream
+subscription per track however many subscribers it has (dropped when the last leaves).
+Each track keeps its latest groups (`Track`), which serves joining and standalone
+FETCHes; other FETCHes go upstream, identical concurrent ones merged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+
+import structlog
+
+from moq.broadcast import cache_covers, joining_range, serve_cached_fetch
+from moq.connection import Connection, FetchResult, RequestRejectedError, Subscription
+from moq.errors import PublishDoneCode, RequestErrorCode, SessionClosedError
+from moq.fanout import SubscriberSink, subscription_start
+from moq.model.track import Track
+from moq.session import events as ev
+from moq.wire import control as c
+from moq.wire.data import FetchObject
+from moq.wire.types import GroupOrder, Location, Parameters, TrackNamespace, namespace_to_str
+
+from .config import RelayConfig
+from .metrics import RelayMetrics
+
+log = structlog.get_logger(__name__)
+
+FullName = tuple[TrackNamespace, bytes]
+Key = tuple[int, int]  # (id(connection), request_id)
+
+
+def _name(ns: TrackNamespace, name: bytes) -> str:
+    return f"{namespace_to_str(ns)}:{name.decode('utf-8', 'replace')}"
+
+
+class RelayTrack:
+    """A track as the relay holds it: its cache, its source and its subscribers."""
+
+    def __init__(self, relay: Relay, ns: TrackNamespace, name: bytes) -> None:
+        cfg = relay.config
+        self.relay = relay
+        self.track = Track(ns, name, max_groups=cfg.cache_groups_per_track, max_bytes=cfg.cache_bytes)
+        self.source: Subscription | None = None  # upstream SUBSCRIBE, or a PUBLISH we accepted
+        self.source_conn: Connection | None = None
+        self.pushed = False  # the source is a PUBLISH (the publisher decides when it ends)
+        self.state = "pending"
+        self.waiters: list[tuple[Connection, int, Parameters]] = []
+        self.sinks: dict[Key, SubscriberSink] = {}
+
+    @property
+    def full_name(self) -> FullName:
+        return self.track.namespace, self.track.name
+
+    # ObjectListener: the source's objects, synchronously
+    def on_object(self, e: ev.ObjectReceived) -> None:
+        relay, m = self.relay, self.relay.metrics
+        size = len(e.payload)
+        before = self.track.cache_bytes
+        sent = self.track.write(e.group_id, e.object_id, e.payload, subgroup_id=e.subgroup_id,
+                                properties=e.properties, status=e.status, priority=e.publisher_priority)
+        relay.cache_total += self.track.cache_bytes - before
+        if relay.cache_total > relay.config.cache_bytes:
+            relay.evict()
+        m.objects_in.inc()
+        m.bytes_in.inc(size)
+        if sent:
+            m.objects_out.inc(sent)
+            m.bytes_out.inc(sent * size)
+
+    def on_stream_end(self, e: ev.DataStreamEnded) -> None:
+        if e.fetch or e.group_id is None or e.subgroup_id is None:
+            return
+        if e.reset_code is None:
+            self.track.end_subgroup(e.group_id, e.subgroup_id)
+        else:
+            self.track.reset_subgroup(e.group_id, e.subgroup_id, e.reset_code)
+
+    def on_done(self, stream) -> None:
+        self.relay._source_ended(self, stream)
+
+
+@dataclass(eq=False)
+class UpstreamFetch:
+    """One FETCH sent upstream, serving every identical downstream FETCH (merged)."""
+
+    key: tuple
+    waiters: list[tuple[Connection, int]] = field(default_factory=list)
+    objects: list[FetchObject] = field(default_factory=list)
+    ok: c.FetchOk | None = None
+
+
+class Relay:
+    def __init__(self, config: RelayConfig, metrics: RelayMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or RelayMetrics()
+        self.tracks: dict[FullName, RelayTrack] = {}
+        self.announced: dict[TrackNamespace, list[tuple[Connection, int]]] = {}
+        self.ns_subs: dict[Key, tuple[Connection, int, TrackNamespace, set[TrackNamespace]]] = {}
+        self.track_subs: dict[Key, tuple[Connection, int, TrackNamespace]] = {}
+        self.downstream: dict[Key, RelayTrack] = {}
+        self.fetches: dict[tuple, UpstreamFetch] = {}
+        self.connections: set[Connection] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self.cache_total = 0  # payload bytes cached over all tracks (bounded by config.cache_bytes)
+        self.metrics.cache_bytes.set_function(lambda: self.cache_total)
+        self.metrics.tracks.set_function(lambda: len(self.tracks))
+        self.metrics.subscriptions.set_function(lambda: len(self.downstream))
+        self.metrics.sessions.set_function(lambda: len(self.connections))
+
+    # --- plumbing ----------------------------------------------------------------------
+    def _spawn(self, coro: Coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _refuse(self, conn: Connection, rid: int, code: int, reason: str, what: str) -> None:
+        log.info("request_refused", request=what, request_id=rid, code=int(code), reason=reason,
+                 peer=conn.transport.peer)
+        self.metrics.requests_refused.labels(reason=RequestErrorCode(code).name.lower()
+                                             if code in RequestErrorCode._value2member_map_ else str(code)).inc()
+        conn.session.reject(rid, code, reason)
+        conn.flush()
+
+    def evict(self) -> None:
+        """Over the relay-wide cache budget: drop the oldest groups of the largest caches."""
+        while self.cache_total > self.config.cache_bytes:
+            biggest = max(self.tracks.values(), key=lambda t: t.track.cache_bytes, default=None)
+            if biggest is None or not biggest.track.groups:
+                return
+            before = biggest.track.cache_bytes
+            biggest.track.evict_oldest()
+            self.cache_total -= before - biggest.track.cache_bytes
+
+    def _forget_track(self, rt: RelayTrack) -> None:
+        if self.tracks.get(rt.full_name) is rt:
+            del self.tracks[rt.full_name]
+            self.cache_total -= rt.track.cache_bytes
+
+    def add_connection(self, conn: Connection) -> None:
+        self.connections.add(conn)
+        self.metrics.sessions_total.inc()
+
+    def _route(self, ns: TrackNamespace) -> Connection | None:
+        """The publisher of the longest announced namespace that is a prefix of `ns`."""
+        for n in range(len(ns), -1, -1):
+            for conn, _ in self.announced.get(ns[:n], ()):
+                if not conn.is_closed:
+                    return conn
+        return None
+
+    # --- RequestHandler ------------------------------------------------------------------
+    def on_request(self, conn: Connection, event: ev.IncomingRequest) -> None:
+        self.connections.add(conn)
+        msg, rid = event.message, event.request_id
+        if isinstance(msg, c.Subscribe):
+            self._subscribe(conn, rid, msg)
+        elif isinstance(msg, c.Publish):
+            self._publish(conn, rid, msg)
+        elif isinstance(msg, c.PublishNamespace):
+            self._announce(conn, rid, msg.track_namespace)
+        elif isinstance(msg, c.SubscribeNamespace):
+            self._subscribe_namespace(conn, rid, msg.track_namespace_prefix)
+        elif isinstance(msg, c.SubscribeTracks):
+            self._subscribe_tracks(conn, rid, msg.track_namespace_prefix)
+        elif isinstance(msg, c.Fetch):
+            self._fetch(conn, rid, msg)
+        elif isinstance(msg, c.TrackStatus):
+            self._track_status(conn, rid, msg)
+        conn.flush()
+
+    def on_update(self, conn: Connection, event: ev.RequestUpdateReceived) -> None:
+        conn.session.accept_update(event.update_id)
+        conn.session.apply_update(event.request_id, event.parameters)
+        rt = self.downstream.get((id(conn), event.request_id))
+        flt = event.parameters.subscription_filter
+        if rt is not None and flt is not None and flt.start is not None:
+            sink = rt.sinks[(id(conn), event.request_id)]
+            sink.start, sink.end_group = flt.start, flt.end_group
+        conn.flush()
+
+    def on_cancelled(self, conn: Connection, request_id: int, error_code: int) -> None:
+        key = (id(conn), request_id)
+        rt = self.downstream.pop(key, None)
+        if rt is not None:
+            self._detach(rt, key)
+            return
+        for ns, pubs in list(self.announced.items()):
+            if (conn, request_id) in pubs:
+                pubs.remove((conn, request_id))
+                self._namespace_gone(ns)
+        self.ns_subs.pop(key, None)
+        self.track_subs.pop(key, None)
+
+    def on_closed(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        cid = id(conn)
+        for key in [k for k in self.downstream if k[0] == cid]:
+            self._detach(self.downstream.pop(key), key)
+        for key in [k for k in self.ns_subs if k[0] == cid]:
+            del self.ns_subs[key]
+        for key in [k for k in self.track_subs if k[0] == cid]:
+            del self.track_subs[key]
+        for ns, pubs in list(self.announced.items()):
+            kept = [p for p in pubs if p[0] is not conn]
+            if len(kept) != len(pubs):
+                self.announced[ns] = kept
+                self._namespace_gone(ns)
+        for rt in [t for t in self.tracks.values() if t.source_conn is conn]:
+            self._end_track(rt, PublishDoneCode.TRACK_ENDED, "publisher disconnected")
+        for fetch in self.fetches.values():
+            fetch.waiters = [w for w in fetch.waiters if w[0] is not conn]
+
+    # --- subscriptions -------------------------------------------------------------------
+    def _subscribe(self, conn: Connection, rid: int, msg: c.Subscribe) -> None:
+        key = (msg.track_namespace, msg.track_name)
+        what = f"subscribe {_name(*key)}"
+        rt = self.tracks.get(key)
+        if rt is not None and len(rt.sinks) + len(rt.waiters) >= self.config.max_subscribers_per_track:
+            self._refuse(conn, rid, RequestErrorCode.EXCESSIVE_LOAD, "too many subscribers for this track", what)
+            return
+        if rt is not None and rt.state == "live":
+            self._attach(rt, conn, rid, msg.parameters)
+            return
+        if rt is not None:
+            rt.waiters.append((conn, rid, msg.parameters))
+            return
+        upstream = self._route(msg.track_namespace)
+        if upstream is None:
+            self._refuse(conn, rid, RequestErrorCode.DOES_NOT_EXIST, "no publisher for this namespace", what)
+            return
+        if upstream is conn:
+            self._refuse(conn, rid, RequestErrorCode.DOES_NOT_EXIST, "the track's publisher is this session", what)
+            return
+        rt = self.tracks[key] = RelayTrack(self, *key)
+        rt.waiters.append((conn, rid, msg.parameters))
+        rt.source_conn = upstream
+        self._spawn(self._open_upstream(rt, upstream))
+
+    async def _open_upstream(self, rt: RelayTrack, upstream: Connection) -> None:
+        ns, name = rt.full_name
+        try:
+            sub = await upstream.subscribe(ns, name, listener=rt)
+        except RequestRejectedError as exc:
+            self._fail_waiters(rt, exc.code, exc.reason or "refused upstream")
+            return
+        except (SessionClosedError, TimeoutError, ConnectionError) as exc:
+            self._fail_waiters(rt, RequestErrorCode.TIMEOUT, f"upstream unavailable: {exc}")
+            return
+        if self.tracks.get(rt.full_name) is not rt or rt.state != "pending":
+            sub.close()
+            return
+        rt.source, rt.state = sub, "live"
+        rt.track.properties = sub.track_properties
+        if sub.largest is not None and (rt.track.largest is None or sub.largest > rt.track.largest):
+            rt.track.largest = sub.largest
+        log.info("upstream_subscribed", track=_name(ns, name), peer=upstream.transport.peer,
+                 largest=tuple(rt.track.largest) if rt.track.largest else None)
+        waiters, rt.waiters = rt.waiters, []
+        for conn, rid, params in waiters:
+            if not conn.is_closed and rid in conn.session._requests:
+                self._attach(rt, conn, rid, params)
+        self._release_if_unused(rt)
+
+    def _fail_waiters(self, rt: RelayTrack, code: int, reason: str) -> None:
+        self._forget_track(rt)
+        rt.state = "ended"
+        waiters, rt.waiters = rt.waiters, []
+        for conn, rid, _ in waiters:
+            if not conn.is_closed and rid in conn.session._requests:
+                self._refuse(conn, rid, code, reason, f"subscribe {_name(*rt.full_name)}")
+
+    def _attach(self, rt: RelayTrack, conn: Connection, rid: int, params: Parameters) -> None:
+        window = subscription_start(rt.track, params)
+        if isinstance(window, str):
+            self._refuse(conn, rid, RequestErrorCode.INVALID_RANGE, window, f"subscribe {_name(*rt.full_name)}")
+            return
+        start, end_group = window
+        largest = rt.track.largest
+        conn.session.accept_subscribe(rid, largest=largest, track_properties=rt.track.properties)
+        sink = SubscriberSink(conn, rid, start, end_group, joining=largest,
+                              max_backlog=self.config.subscriber_queue_bytes, on_drop=self.metrics.dropped_groups.inc)
+        key = (id(conn), rid)
+        rt.sinks[key] = sink
+        self.downstream[key] = rt
+        rt.track.add_sink(sink)
+        conn.flush()
+        log.info("subscribe_accepted", track=_name(*rt.full_name), request_id=rid, peer=conn.transport.peer,
+                 start=tuple(start), subscribers=len(rt.sinks))
+
+    def _detach(self, rt: RelayTrack, key: Key) -> None:
+        sink = rt.sinks.pop(key, None)
+        if sink is not None:
+            rt.track.remove_sink(sink)
+        self._release_if_unused(rt)
+
+    def _release_if_unused(self, rt: RelayTrack) -> None:
+        """The last subscriber left: end the upstream subscription (not a pushed track)."""
+        if rt.sinks or rt.waiters or rt.pushed or rt.state != "live":
+            return
+        self._forget_track(rt)
+        rt.state = "ended"
+        if rt.source is not None:
+            rt.source.listener = None
+            rt.source.close()
+        log.info("upstream_released", track=_name(*rt.full_name))
+
+    def _source_ended(self, rt: RelayTrack, stream) -> None:
+        if rt.state == "ended":
+            return
+        done = getattr(stream, "done", None)
+        if done is not None:
+            self._end_track(rt, done.status_code, done.reason or "track ended")
+        else:
+            self._end_track(rt, PublishDoneCode.TRACK_ENDED, "upstream ended")
+
+    def _end_track(self, rt: RelayTrack, code: int, reason: str) -> None:
+        self._forget_track(rt)
+        was_pending = rt.state == "pending"
+        rt.state = "ended"
+        if was_pending:
+            self._fail_waiters(rt, RequestErrorCode.DOES_NOT_EXIST, reason)
+        for key in list(rt.sinks):
+            self.downstream.pop(key, None)
+        rt.track.finish(code, reason)
+        rt.sinks.clear()
+        log.info("track_ended", track=_name(*rt.full_name), code=int(code), reason=reason)
+
+    # --- publishers ----------------------------------------------------------------------
+    def _publish(self, conn: Connection, rid: int, msg: c.Publish) -> None:
+        key = (msg.track_namespace, msg.track_name)
+        existing = self.tracks.get(key)
+        if existing is not None and existing.state == "live":
+            self._refuse(conn, rid, RequestErrorCode.UNINTERESTED, "track already has a publisher",
+                         f"publish {_name(*key)}")
+            return
+        rt = RelayTrack(self, *key)
+        rt.pushed, rt.source_conn, rt.state = True, conn, "live"
+        rt.track.properties = msg.track_properties
+        rt.track.largest = msg.parameters.largest_object
+        if existing is not None:  # subscribers were waiting for an upstream answer: serve them from this one
+            rt.waiters = existing.waiters
+            existing.waiters, existing.state = [], "ended"
+        self.tracks[key] = rt
+        rt.source = conn.accept_publish(rid, listener=rt)
+        log.info("publish_accepted", track=_name(*key), request_id=rid, peer=conn.transport.peer)
+        waiters, rt.waiters = rt.waiters, []
+        for wconn, wrid, params in waiters:
+            self._attach(rt, wconn, wrid, params)
+        self._namespace_added(msg.track_namespace)
+        for sconn, _, prefix in list(self.track_subs.values()):
+            if msg.track_namespace[: len(prefix)] == prefix and sconn is not conn:
+                self._push(rt, sconn)
+
+    def _push(self, rt: RelayTrack, conn: Connection) -> None:
+        """PUBLISH a track to a SUBSCRIBE_TRACKS subscriber."""
+        ns, name = rt.full_name
+        largest = rt.track.largest
+        rid = conn.session.publish(ns, name, Parameters(largest_object=largest), rt.track.properties)
+        start = Location(largest.group, largest.object + 1) if largest else Location(0, 0)
+        sink = SubscriberSink(conn, rid, start, joining=largest, max_backlog=self.config.subscriber_queue_bytes,
+                              on_drop=self.metrics.dropped_groups.inc)
+        key = (id(conn), rid)
+        rt.sinks[key] = sink
+        self.downstream[key] = rt
+        rt.track.add_sink(sink)
+
+        async def watch() -> None:
+            try:
+                await conn._await(rid, 30.0)
+            except (RequestRejectedError, SessionClosedError, TimeoutError, ConnectionError):
+                if self.downstream.pop(key, None) is not None:
+                    self._detach(rt, key)
+
+        self._spawn(watch())
+
+    def _announce(self, conn: Connection, rid: int, ns: TrackNamespace) -> None:
+        conn.session.accept(rid)
+        self.announced.setdefault(ns, []).append((conn, rid))
+        log.info("namespace_published", namespace=namespace_to_str(ns), peer=conn.transport.peer)
+        self._namespace_added(ns)
+
+    def _known_namespaces(self) -> set[TrackNamespace]:
+        names = {ns for ns, pubs in self.announced.items() if pubs}
+        names.update(rt.track.namespace for rt in self.tracks.values() if rt.pushed)
+        return names
+
+    def _namespace_added(self, ns: TrackNamespace) -> None:
+        for conn, rid, prefix, told in self.ns_subs.values():
+            suffix = ns[len(prefix):]
+            if ns[: len(prefix)] == prefix and suffix not in told and not conn.is_closed:
+                told.add(suffix)
+                conn.session.send_namespace(rid, suffix)
+                conn.flush()
+
+    def _namespace_gone(self, ns: TrackNamespace) -> None:
+        if ns in self._known_namespaces():
+            return
+        self.announced.pop(ns, None)
+        for conn, rid, prefix, told in self.ns_subs.values():
+            suffix = ns[len(prefix):]
+            if ns[: len(prefix)] == prefix and suffix in told and not conn.is_closed:
+                told.discard(suffix)
+                conn.session.send_namespace(rid, suffix, done=True)
+                conn.flush()
+
+    def _subscribe_namespace(self, conn: Connection, rid: int, prefix: TrackNamespace) -> None:
+        conn.session.accept(rid)
+        told: set[TrackNamespace] = set()
+        self.ns_subs[(id(conn), rid)] = (conn, rid, prefix, told)
+        for ns in sorted(self._known_namespaces()):
+            if ns[: len(prefix)] == prefix:
+                told.add(ns[len(prefix):])
+                conn.session.send_namespace(rid, ns[len(prefix):])
+
+    def _subscribe_tracks(self, conn: Connection, rid: int, prefix: TrackNamespace) -> None:
+        conn.session.accept(rid)
+        self.track_subs[(id(conn), rid)] = (conn, rid, prefix)
+        for rt in list(self.tracks.values()):
+            if rt.state == "live" and rt.track.namespace[: len(prefix)] == prefix and rt.source_conn is not conn:
+                self._push(rt, conn)
+
+    # --- fetch and track status ---------------------------------------------------------------
+    def _fetch(self, conn: Connection, rid: int, msg: c.Fetch) -> None:
+        descending = msg.parameters.group_order == GroupOrder.DESCENDING
+        if msg.standalone is not None:
+            s = msg.standalone
+            key, start, end = (s.track_namespace, s.track_name), s.start, s.end
+            rt = self.tracks.get(key)
+        else:
+            rt = self.downstream.get((id(conn), msg.joining.joining_request_id))  # type: ignore[union-attr]
+            sink = rt.sinks.get((id(conn), msg.joining.joining_request_id)) if rt else None  # type: ignore[union-attr]
+            if rt is None or sink is None:
+                self._refuse(conn, rid, RequestErrorCode.INVALID_JOINING_REQUEST_ID, "not a subscription", "fetch")
+                return
+            if sink.joining is None:
+                self._refuse(conn, rid, RequestErrorCode.INVALID_RANGE, "no objects published yet", "fetch")
+                return
+            key = rt.full_name
+            start, end = joining_range(msg, sink.joining)
+        if rt is not None and cache_covers(rt.track, start):
+            serve_cached_fetch(conn.session, rid, rt.track, start, end, descending)
+            return
+        upstream = rt.source_conn if rt is not None and rt.source_conn is not None else self._route(key[0])
+        if upstream is None or upstream is conn:
+            self._refuse(conn, rid, RequestErrorCode.DOES_NOT_EXIST, "no publisher for this track", "fetch")
+            return
+        fkey = (key, start, end, descending)
+        fetch = self.fetches.get(fkey)
+        if fetch is not None:  # merge with the identical fetch in flight
+            fetch.waiters.append((conn, rid))
+            if fetch.ok is not None:
+                self._start_fetch_answer(conn, rid, fetch)
+            return
+        fetch = self.fetches[fkey] = UpstreamFetch(fkey, [(conn, rid)])
+        self._spawn(self._run_fetch(upstream, fetch, msg.parameters.group_order))
+
+    def _start_fetch_answer(self, conn: Connection, rid: int, fetch: UpstreamFetch) -> None:
+        ok = fetch.ok
+        conn.session.accept_fetch(rid, ok.end_location, end_of_track=ok.end_of_track,  # type: ignore[union-attr]
+                                  track_properties=ok.track_properties)  # type: ignore[union-attr]
+        conn.session.data.open_fetch_stream(rid)
+        for obj in fetch.objects:
+            conn.session.data.send_fetch_object(rid, obj)
+        conn.flush()
+
+    async def _run_fetch(self, upstream: Connection, fetch: UpstreamFetch, order: int | None) -> None:
+        (ns, name), start, end, _ = fetch.key
+        try:
+            try:
+                res: FetchResult = await upstream.fetch(ns, name, start, end, Parameters(group_order=order))
+            except RequestRejectedError as exc:
+                for conn, rid in fetch.waiters:
+                    if not conn.is_closed and rid in conn.session._requests:
+                        self._refuse(conn, rid, exc.code, exc.reason, "fetch")
+                return
+            except (SessionClosedError, TimeoutError, ConnectionError) as exc:
+                for conn, rid in fetch.waiters:
+                    if not conn.is_closed and rid in conn.session._requests:
+                        self._refuse(conn, rid, RequestErrorCode.TIMEOUT, f"upstream unavailable: {exc}", "fetch")
+                return
+            fetch.ok = c.FetchOk(res.end_of_track, res.end_location or end)
+            for conn, rid in fetch.waiters:
+                self._start_fetch_answer(conn, rid, fetch)
+            async for obj in res:
+                item = FetchObject(obj.group_id, obj.subgroup_id, obj.object_id, obj.publisher_priority,
+                                   obj.payload, obj.properties)
+                fetch.objects.append(item)
+                for conn, rid in fetch.waiters:
+                    conn.session.data.send_fetch_object(rid, item)
+                    conn.flush()
+            for conn, rid in fetch.waiters:
+                conn.session.data.end_fetch_stream(rid)
+                conn.flush()
+        except (SessionClosedError, ConnectionError):
+            for conn, rid in fetch.waiters:
+                conn.session.cancel(rid)
+                conn.flush()
+        finally:
+            self.fetches.pop(fetch.key, None)
+
+    def _track_status(self, conn: Connection, rid: int, msg: c.TrackStatus) -> None:
+        key = (msg.track_namespace, msg.track_name)
+        rt = self.tracks.get(key)
+        if rt is not None and rt.state == "live":
+            conn.session.accept(rid, Parameters(largest_object=rt.track.largest), rt.track.properties)
+            return
+        upstream = self._route(msg.track_namespace)
+        if upstream is None or upstream is conn:
+            self._refuse(conn, rid, RequestErrorCode.DOES_NOT_EXIST, "no publisher for this track", "track_status")
+            return
+
+        async def ask() -> None:
+            try:
+                ok = await upstream.track_status(*key)
+            except RequestRejectedError as exc:
+                self._refuse(conn, rid, exc.code, exc.reason, "track_status")
+                return
+            except (SessionClosedError, TimeoutError, ConnectionError) as exc:
+                self._refuse(conn, rid, RequestErrorCode.TIMEOUT, f"upstream unavailable: {exc}", "track_status")
+                return
+            if rid in conn.session._requests:
+                conn.session.accept(rid, Parameters(largest_object=ok.parameters.largest_object), ok.track_properties)
+                conn.flush()
+
+        self._spawn(ask())
+
+    # --- shutdown ----------------------------------------------------------------------------
+    async def drain(self, timeout: float) -> None:
+        """GOAWAY to every session, then wait (at most `timeout` s) for them to leave."""
+        for conn in list(self.connections):
+            if not conn.is_closed:
+                conn.send_goaway("", int(timeout * 1000))
+        deadline = asyncio.get_running_loop().time() + timeout
+        while any(not conn.is_closed for conn in self.connections):
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        for task in list(self._tasks):
+            task.cancel()
