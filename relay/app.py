@@ -48,7 +48,7 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None) -
         nonlocal full
         if len(relay.connections) >= cfg.max_sessions:
             full += 1
-            metrics.requests_refused.labels(reason="max_sessions").inc()
+            metrics.requests_refused.labels(reason="session_limit").inc()
             log.warning("session_refused", reason="max_sessions", peer=conn.transport.peer)
             conn.close(0x1, "relay is full")
             return
@@ -56,11 +56,12 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None) -
 
     server = await api.serve(host, port, credentials=creds, handler=relay, on_connection=on_connection,
                              config=session_config)
+    stop = asyncio.Event()
     http = None
     if cfg.http_address is not None:
         hh, hp = cfg.http_address
         http = await start_http(hh, hp, fingerprint=creds.fingerprint, metrics=metrics, web_root=cfg.web_root,
-                                health=lambda: True)
+                                health=lambda: not stop.is_set())
         hp = http.sockets[0].getsockname()[1]
     uh = _url_host(host)
     print(f"moq-relay {cfg.node_name}: listening on udp {host}:{server.port}", flush=True)
@@ -71,7 +72,6 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None) -
         print(f"  http:         http://{_url_host(hh)}:{hp}/ (/fingerprint /metrics /healthz)", flush=True)
     log.info("relay_started", bind=f"{host}:{server.port}", http=cfg.http, node=cfg.node_name)
 
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -35,6 +35,14 @@ FullName = tuple[TrackNamespace, bytes]
 Key = tuple[int, int]  # (id(connection), request_id)
 
 
+_REFUSAL = {
+    RequestErrorCode.DOES_NOT_EXIST: "not_found",
+    RequestErrorCode.UNAUTHORIZED: "unauthorized",
+    RequestErrorCode.EXCESSIVE_LOAD: "subscriber_limit",
+    RequestErrorCode.GOING_AWAY: "draining",
+}
+
+
 def _name(ns: TrackNamespace, name: bytes) -> str:
     return f"{namespace_to_str(ns)}:{name.decode('utf-8', 'replace')}"
 
@@ -122,8 +130,7 @@ class Relay:
     def _refuse(self, conn: Connection, rid: int, code: int, reason: str, what: str) -> None:
         log.info("request_refused", request=what, request_id=rid, code=int(code), reason=reason,
                  peer=conn.transport.peer)
-        self.metrics.requests_refused.labels(reason=RequestErrorCode(code).name.lower()
-                                             if code in RequestErrorCode._value2member_map_ else str(code)).inc()
+        self.metrics.requests_refused.labels(reason=_REFUSAL.get(code, f"code_{int(code):#x}")).inc()
         conn.session.reject(rid, code, reason)
         conn.flush()
 

@@ -1,0 +1,168 @@
+"""The relay's plain-HTTP side door: /fingerprint, /metrics, /healthz and the static web viewer.
+
+A page needs the dev certificate's SHA-256 before it can open WebTransport (Chrome's
+serverCertificateHashes), Prometheus needs a scrape target and an orchestrator a health probe. That is
+a handful of GETs, so this is a deliberately tiny HTTP/1.1 server on asyncio streams rather than a web
+framework: one request per connection, bounded head size and read time, GET and HEAD only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import structlog
+
+from relay.metrics import RelayMetrics
+
+log = structlog.get_logger(__name__)
+
+MAX_HEAD = 8192  # request line + headers; a browser GET is well under 2 KiB
+READ_TIMEOUT = 5.0
+WRITE_TIMEOUT = 30.0
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".wasm": "application/wasm",
+    ".txt": "text/plain; charset=utf-8",
+    ".ico": "image/x-icon",
+}
+_TEXT = "text/plain; charset=utf-8"
+
+Response = tuple[int, dict[str, str], bytes]
+
+
+def _plain(status: int, text: str | None = None, **headers: str) -> Response:
+    body = (text if text is not None else HTTPStatus(status).phrase + "\n").encode()
+    return status, {"Content-Type": _TEXT, **headers}, body
+
+
+class _Handler:
+    """Routes one parsed request; built once per server, shared by its connections."""
+
+    def __init__(self, fingerprint: str, metrics: RelayMetrics, web_root: Path | None,
+                 health: Callable[[], bool], read_timeout: float) -> None:
+        self.fingerprint = fingerprint
+        self.metrics = metrics
+        self.web_root = web_root.resolve() if web_root is not None else None
+        self.health = health
+        self.read_timeout = read_timeout
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        method = "GET"
+        try:
+            try:
+                async with asyncio.timeout(self.read_timeout):
+                    head = await reader.readuntil(b"\r\n\r\n")
+            except TimeoutError:
+                resp = _plain(408)
+            except asyncio.IncompleteReadError:
+                return  # the client went away before finishing its request
+            except asyncio.LimitOverrunError:
+                resp = _plain(431)
+            else:
+                method, resp = await self._respond(head)
+            async with asyncio.timeout(WRITE_TIMEOUT):  # a client that stops reading must not pin us
+                await self._write(writer, method, resp)
+        except (ConnectionError, TimeoutError):
+            pass
+        except Exception:  # a bug here must not take the relay down; log it and drop the connection
+            log.exception("http_handler_failed")
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _respond(self, head: bytes) -> tuple[str, Response]:
+        try:
+            method, target, version = head.split(b"\r\n", 1)[0].decode("ascii").split(" ")
+        except (UnicodeDecodeError, ValueError):
+            return "GET", _plain(400)
+        if version not in ("HTTP/1.0", "HTTP/1.1"):
+            return "GET", _plain(400)
+        if method not in ("GET", "HEAD"):
+            return "GET", _plain(405, Allow="GET, HEAD")
+        if target.startswith(("http://", "https://")):  # absolute-form, as sent to proxies
+            target = urlsplit(target).path or "/"
+        if not target.startswith("/"):
+            return method, _plain(400)
+        path = target.split("?", 1)[0].split("#", 1)[0]
+        return method, await self._route(path)
+
+    async def _route(self, path: str) -> Response:
+        if path == "/fingerprint":
+            return _plain(200, self.fingerprint, **{"Access-Control-Allow-Origin": "*",
+                                                    "Cache-Control": "no-store"})
+        if path == "/metrics":
+            return 200, {"Content-Type": self.metrics.content_type, "Cache-Control": "no-store"}, self.metrics.render()
+        if path == "/healthz":
+            try:
+                ok = bool(self.health())
+            except Exception:
+                log.exception("health_check_failed")
+                ok = False
+            return _plain(200, "ok\n") if ok else _plain(503, "unavailable\n")
+        file = self._static_file(path)
+        if file is None:
+            return _plain(404)
+        try:
+            body = await asyncio.to_thread(file.read_bytes)
+        except OSError:
+            return _plain(404)
+        ctype = CONTENT_TYPES.get(file.suffix.lower(), "application/octet-stream")
+        return 200, {"Content-Type": ctype, "Cache-Control": "no-cache"}, body
+
+    def _static_file(self, path: str) -> Path | None:
+        """The file under web_root for a URL path, or None; refuses anything that could escape the root."""
+        if self.web_root is None:
+            return None
+        try:
+            decoded = unquote(path, errors="strict")
+        except UnicodeDecodeError:
+            return None
+        if "\\" in decoded or "\0" in decoded:
+            return None
+        parts = [p for p in decoded.split("/") if p]
+        if any(p.startswith(".") for p in parts):  # "..", "." and hidden files such as .git
+            return None
+        file = self.web_root.joinpath(*parts)
+        if decoded.endswith("/") or not parts:
+            file = file / "index.html"
+        try:
+            file = file.resolve(strict=True)
+        except (OSError, RuntimeError):
+            return None
+        if not file.is_relative_to(self.web_root) or not file.is_file():
+            return None  # a symlink pointing out of the root, or a directory
+        return file
+
+    @staticmethod
+    async def _write(writer: asyncio.StreamWriter, method: str, resp: Response) -> None:
+        status, headers, body = resp
+        lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Server: moq-relay",
+                 f"Content-Length: {len(body)}", "Connection: close", "X-Content-Type-Options: nosniff"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        if method != "HEAD":
+            writer.write(body)
+        await writer.drain()
+
+
+async def start_http(host: str, port: int, *, fingerprint: str, metrics: RelayMetrics, web_root: Path | None,
+                     health: Callable[[], bool], read_timeout: float = READ_TIMEOUT) -> asyncio.Server:
+    """Listen on host:port (port 0 picks a free one; see server.sockets) and serve until closed.
+
+    Close with `server.close(); await server.wait_closed()`; each connection ends by itself within
+    read_timeout, so no handler outlives the server for long.
+    """
+    handler = _Handler(fingerprint, metrics, web_root, health, read_timeout)
+    return await asyncio.start_server(handler, host, port, limit=MAX_HEAD)

@@ -1,0 +1,52 @@
+"""Prometheus metrics for one relay, in a registry of its own.
+
+A private CollectorRegistry (not prometheus_client's global one) lets tests and several relays share
+a process without "duplicated timeseries" errors. The metric objects are plain attributes so the hot
+path pays one attribute lookup and one locked add per call; callers should count a fan-out batch with
+one `inc(n)` rather than one call per object per subscriber.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+PREFIX = "moq_relay_"
+
+#: reasons the relay refuses a request or session; the `reason` label of requests_refused
+REFUSAL_REASONS = ("session_limit", "request_limit", "subscriber_limit", "object_too_large", "not_found",
+                   "unauthorized", "draining", "protocol")
+
+
+class RelayMetrics:
+    """The relay's gauges and counters; counters are exposed with Prometheus' `_total` suffix."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+
+        def gauge(name: str, doc: str) -> Gauge:
+            return Gauge(PREFIX + name, doc, registry=r)
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(PREFIX + name, doc, labels, registry=r)
+
+        self.sessions = gauge("sessions", "Open MoQ sessions (publishers, subscribers and peer relays).")
+        self.subscriptions = gauge("subscriptions", "Active downstream subscriptions.")
+        self.tracks = gauge("tracks", "Tracks the relay currently forwards or caches.")
+        self.cache_bytes = gauge("cache_bytes", "Object payload bytes held in the cache.")
+        self.sessions_total = counter("sessions_accepted", "Sessions accepted since start.")
+        self.objects_in = counter("objects_in", "Objects received from publishers and upstream relays.")
+        self.objects_out = counter("objects_out", "Objects sent to subscribers (one per subscriber).")
+        self.bytes_in = counter("bytes_in", "Object payload bytes received.")
+        self.bytes_out = counter("bytes_out", "Object payload bytes sent to subscribers.")
+        self.dropped_groups = counter("dropped_groups", "Late groups dropped for slow subscribers.")
+        self.requests_refused = counter("requests_refused", "Sessions and requests refused, by reason.",
+                                        ("reason",))
+        for reason in REFUSAL_REASONS:  # export zeros so rate() and alerts work before the first refusal
+            self.requests_refused.labels(reason=reason)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this relay's metrics (serve with `content_type`)."""
+        return generate_latest(self.registry)
