@@ -118,7 +118,8 @@ class DataPlane:
         self._now = now
         st = self._in.get(sid)
         if st is None:
-            st = self._in[sid] = _InStream(UniStreamDecoder(self.s.config.max_object_size), since=now)
+            st = self._in[sid] = _InStream(
+                UniStreamDecoder(self.s.config.max_object_size, self._fetch_descending), since=now)
         try:
             items = st.decoder.feed(data, fin)
         except StreamResetError as exc:
@@ -142,6 +143,11 @@ class DataPlane:
             return
         self._deliver(sid, st, items)
 
+    def _fetch_descending(self, request_id: int) -> bool:
+        req = self.s._requests.get(request_id)
+        params = getattr(req.message, "parameters", None) if req is not None else None
+        return params is not None and params.group_order == GroupOrder.DESCENDING
+
     def _attach(self, sid: int, st: _InStream, header: SubgroupHeader | FetchHeader) -> None:
         st.header = header
         if isinstance(header, FetchHeader):
@@ -150,8 +156,6 @@ class DataPlane:
                 self._abandon(sid, StreamResetCode.CANCELLED)
                 return
             st.req = req
-            order = req.message.parameters.group_order  # type: ignore[attr-defined]
-            st.decoder.fetch_codec.descending = order == GroupOrder.DESCENDING
             return
         st.subgroup_id = header.subgroup_id
         req = self._aliases.get(header.track_alias)

@@ -16,6 +16,7 @@ Three pieces live here because both transports share them:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -132,6 +133,8 @@ class SessionBase:
         self._handler: Callable[[TransportEvent], None] | None = None
         self._pending: deque[TransportEvent] = deque()
         self._flushing = False
+        self._backlog = 0
+        self._backlog_at = 0.0
         self._log = log.bind(peer=self.peer, kind=self.kind, role="client" if is_client else "server")
 
     # --- TransportSession ---------------------------------------------------------------
@@ -143,6 +146,17 @@ class SessionBase:
 
     def transmit(self) -> None:
         self._conn.transmit()
+
+    def send_backlog(self) -> int:
+        """Stream bytes queued in aioquic but not yet acknowledged by the peer (all streams).
+
+        The relay uses it to notice a subscriber that stopped reading; recomputed at most
+        every 10 ms since it walks every stream."""
+        now = time.monotonic()
+        if now - self._backlog_at > 0.01:
+            self._backlog = sum(len(st.sender._buffer) for st in self._quic._streams.values())
+            self._backlog_at = now
+        return self._backlog
 
     def max_datagram_size(self) -> int:
         remote = self._quic._remote_max_datagram_frame_size

@@ -183,7 +183,13 @@ class PublishOk(Message):
     track_properties: KeyValuePairs = ()
 
     encode_payload = RequestOk.encode_payload
-    decode_payload = classmethod(RequestOk.decode_payload.__func__)  # type: ignore[attr-defined]
+
+    @classmethod
+    def decode_payload(cls, r: Reader) -> PublishOk:
+        params = _params(r, cls)
+        if not r.at_end():  # § REQUEST_OK: Track Properties are empty in PUBLISH_OK
+            raise ProtocolViolation("Track Properties in PUBLISH_OK")
+        return cls(params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +263,7 @@ class TrackStatus(Message):
     """§ TRACK_STATUS: SUBSCRIBE's layout; answered by REQUEST_OK or REQUEST_ERROR."""
 
     TYPE: ClassVar[int] = 0xD
-    ALLOWED_PARAMS: ClassVar[frozenset[int]] = _SUBSCRIBE_PARAMS
+    ALLOWED_PARAMS: ClassVar[frozenset[int]] = _AUTH_ONLY  # delivery parameters are not included
     request_id: int = 0
     track_namespace: TrackNamespace = ()
     track_name: bytes = b""

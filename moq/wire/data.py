@@ -344,6 +344,7 @@ class FetchObjectCodec:
         if item.properties:
             flags |= FETCH_PROPERTIES
         w.varint(flags)
+        # field order (§ Fetch Header): Group ID Delta, Subgroup ID, Object ID Delta, Priority, ...
         if new_group:
             if self.group is None:
                 w.varint(item.group_id)
@@ -352,14 +353,15 @@ class FetchObjectCodec:
                 if step < 1:
                     raise LocalUsageError("fetch groups must follow the requested group order")
                 w.varint(step - 1)
+        if (flags & 0x03) == 0x03 and not flags & FETCH_DATAGRAM:
+            w.varint(item.subgroup_id)  # type: ignore[arg-type]
+        if new_group:
             w.varint(item.object_id)
         elif flags & FETCH_OBJECT_ID:
             delta = item.object_id - self.object  # type: ignore[operator]
             if delta < 0:
                 raise LocalUsageError("object IDs must increase within a group")
             w.varint(delta)
-        if (flags & 0x03) == 0x03 and not flags & FETCH_DATAGRAM:
-            w.varint(item.subgroup_id)  # type: ignore[arg-type]
         if flags & FETCH_PRIORITY:
             w.uint8(item.publisher_priority)
         if flags & FETCH_PROPERTIES:
@@ -398,12 +400,8 @@ class FetchObjectCodec:
                 group = self.group + gd + 1
             if not 0 <= group <= MAX_VARINT:
                 raise ProtocolViolation("fetch group ID out of range")
-            obj = r.varint() if flags & FETCH_OBJECT_ID else self.object + 1  # type: ignore[operator]
         else:
             group = self.group  # type: ignore[assignment]
-            obj = self.object + r.varint() if flags & FETCH_OBJECT_ID else self.object + 1  # type: ignore[operator]
-        if obj > MAX_VARINT:
-            raise ProtocolViolation("fetch object ID exceeds 2^64-1")
         subgroup: int | None
         if flags & FETCH_DATAGRAM:
             subgroup = None
@@ -414,6 +412,12 @@ class FetchObjectCodec:
             subgroup = (0, self.subgroup, (self.subgroup or 0) + 1, None)[mode]
             if mode == 0x03:
                 subgroup = r.varint()
+        if flags & FETCH_GROUP_ID:
+            obj = r.varint() if flags & FETCH_OBJECT_ID else self.object + 1  # type: ignore[operator]
+        else:
+            obj = self.object + r.varint() if flags & FETCH_OBJECT_ID else self.object + 1  # type: ignore[operator]
+        if obj > MAX_VARINT:
+            raise ProtocolViolation("fetch object ID exceeds 2^64-1")
         if flags & FETCH_PRIORITY:
             prio = r.uint8()
         elif self.priority is None:

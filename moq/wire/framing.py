@@ -8,6 +8,7 @@ Stream Types) and then yields its header and objects.  Malformed input raises a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import NeedMoreData, ProtocolViolation
@@ -97,15 +98,18 @@ class UniStreamDecoder(_Buffered):
 
     `feed()` returns, in order: the stream's header (SubgroupHeader, FetchHeader,
     ControlStreamOpened, PaddingStreamOpened), then its objects (SubgroupObject,
-    FetchObject, EndOfRange) or control messages.  For a fetch stream, set
-    `fetch_codec.descending` from the FETCH's group order before feeding objects.
+    FetchObject, EndOfRange) or control messages.  Fetch objects' group deltas depend on
+    the FETCH's group order: `fetch_descending(request_id)` tells it once the header is read.
     """
 
-    __slots__ = ("kind", "header", "messages", "prev_object_id", "fetch_codec", "objects", "max_payload")
+    __slots__ = ("kind", "header", "messages", "prev_object_id", "fetch_codec", "objects", "max_payload",
+                 "fetch_descending")
 
-    def __init__(self, max_payload: int | None = None) -> None:
+    def __init__(self, max_payload: int | None = None,
+                 fetch_descending: Callable[[int], bool] | None = None) -> None:
         super().__init__()
         self.max_payload = max_payload
+        self.fetch_descending = fetch_descending
         self.kind: str | None = None  # "control" | "subgroup" | "fetch" | "padding"
         self.header: SubgroupHeader | FetchHeader | None = None
         self.messages: MessageDecoder | None = None
@@ -162,6 +166,8 @@ class UniStreamDecoder(_Buffered):
             if stream_type == STREAM_TYPE_FETCH:
                 header: SubgroupHeader | FetchHeader = FetchHeader(r.varint())
                 self.kind = "fetch"
+                if self.fetch_descending is not None:
+                    self.fetch_codec.descending = self.fetch_descending(header.request_id)
             elif is_subgroup_type(stream_type):
                 header = SubgroupHeader.decode_after_type(stream_type, r)
                 self.kind = "subgroup"
