@@ -34,7 +34,8 @@ demo: setup
 	$(BIN)/python -m moq.demo
 
 bench: setup
-	@echo "make bench: not yet (comes with the performance issue)"
+	$(BIN)/python -m tests.bench.relay_fanout --subscribers 10 --rate 1000
+	$(BIN)/python -m tests.bench.relay_fanout --subscribers 10 --rate 1000 --transport https
 
 clean:
 	rm -rf $(VENV) $(IVENV) .pytest_cache .ruff_cache .hypothesis

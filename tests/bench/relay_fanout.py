@@ -74,14 +74,17 @@ async def bench(subscribers: int, seconds: float, size: int, rate: int, scheme: 
                     track.end_group(g)
                     g += 1
             await asyncio.sleep(max(0.0, sent / rate - (time.monotonic() - t0)))
-        await asyncio.sleep(1.0)  # let in-flight objects land
+        pub_end = time.monotonic()
+        target = sent * subscribers
+        while sum(counts) < target and time.monotonic() - pub_end < 10:  # let in-flight objects land
+            await asyncio.sleep(0.05)
         wall = time.monotonic() - t0
         cpu = cpu_seconds(relay.pid) - cpu0
         delivered = sum(counts)
         print(f"transport {scheme:<5} subscribers {subscribers}  object {size} B  offered {rate}/s for {seconds:.0f} s")
         print(f"  published {sent} objects; delivered {delivered} ({delivered / max(1, sent * subscribers):.1%})")
         print(f"  delivered {delivered / wall:,.0f} objects/s = {delivered * size * 8 / wall / 1e6:,.1f} Mbit/s "
-              f"(wall {wall:.1f} s incl. 1 s tail)")
+              f"(wall {wall:.1f} s incl. {wall - (pub_end - t0):.1f} s tail)")
         print(f"  relay CPU {cpu:.2f} s over {wall:.1f} s = {100 * cpu / wall:.0f}% of one core; "
               f"RSS {rss_mb(relay.pid):.0f} MB")
         for t in readers:
