@@ -63,6 +63,8 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None) -
         http = await start_http(hh, hp, fingerprint=creds.fingerprint, metrics=metrics, web_root=cfg.web_root,
                                 health=lambda: not stop.is_set())
         hp = http.sockets[0].getsockname()[1]
+    if cfg.upstream:
+        relay.start_upstream(cfg.upstream, cfg.upstream_fingerprint)
     uh = _url_host(host)
     print(f"moq-relay {cfg.node_name}: listening on udp {host}:{server.port}", flush=True)
     print(f"  raw QUIC:     moqt://{uh}:{server.port}/", flush=True)
@@ -70,6 +72,8 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None) -
     print(f"  certificate sha256: {creds.fingerprint}", flush=True)
     if http is not None:
         print(f"  http:         http://{_url_host(hh)}:{hp}/ (/fingerprint /metrics /healthz)", flush=True)
+    if cfg.upstream:
+        print(f"  upstream:     {cfg.upstream}", flush=True)
     log.info("relay_started", bind=f"{host}:{server.port}", http=cfg.http, node=cfg.node_name)
 
     loop = asyncio.get_running_loop()

@@ -48,7 +48,11 @@ class RelayConfig:
     http: str | None = _opt(None, "optstr", "TCP host:port for /fingerprint, /metrics, /healthz and the viewer",
                             shown="off")
     web_root: Path | None = _opt(None, "path", "directory of static files served at / on --http (e.g. viewer/web)")
-    upstream: str | None = _opt(None, "optstr", "parent relay URL, moqt://host:port or https://host:port/path")
+    upstream: str | None = _opt(None, "optstr", "parent relay URL, moqt://host:port or https://host:port/path: "
+                                "namespaces announced here are announced there, and subscriptions to "
+                                "namespaces unknown here are sent there")
+    upstream_fingerprint: str | None = _opt(None, "optstr", "SHA-256 of the parent relay's certificate (hex, as it "
+                                            "prints it) to trust it without a CA", shown="CA verification")
     node_name: str = _opt("", "str", "this relay's name in logs, metrics and the relay tree",
                           shown="hostname")
     log_format: str = _opt("console", "choice", "log line format on stderr: console or json", "logging")
@@ -146,6 +150,9 @@ def _check(name: str, v: Any) -> str | None:
         u = urlsplit(v)
         if u.scheme not in ("moqt", "https") or not u.hostname:
             return f"expected moqt://host:port or https://host:port/path, got {v!r}"
+    elif name == "upstream_fingerprint" and v is not None:
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", v.replace(":", "")):
+            return f"expected 64 hex digits (SHA-256), got {v!r}"
     return None
 
 
@@ -211,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
             metavar = "|".join(_CHOICES[name]) if name == "log_format" else "LEVEL"
         elif name in ("bind", "http"):
             metavar = "HOST:PORT"
-        elif name in ("upstream", "node_name"):
-            metavar = "URL" if name == "upstream" else "NAME"
+        elif name in ("upstream", "node_name", "upstream_fingerprint"):
+            metavar = {"upstream": "URL", "node_name": "NAME", "upstream_fingerprint": "HEX"}[name]
         shown = f.metadata["shown"] or (f"{default // MiB}MiB" if kind == "size" and default >= MiB else default)
         if isinstance(shown, float) and shown.is_integer():
             shown = int(shown)

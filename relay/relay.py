@@ -28,6 +28,7 @@ from moq.wire.types import GroupOrder, Location, Parameters, TrackNamespace, nam
 
 from .config import RelayConfig
 from .metrics import RelayMetrics
+from .upstream import UpstreamLink
 
 log = structlog.get_logger(__name__)
 
@@ -114,6 +115,7 @@ class Relay:
         self.downstream: dict[Key, RelayTrack] = {}
         self.fetches: dict[tuple, UpstreamFetch] = {}
         self.connections: set[Connection] = set()
+        self.upstream: UpstreamLink | None = None
         self._tasks: set[asyncio.Task] = set()
         self.cache_total = 0  # payload bytes cached over all tracks (bounded by config.cache_bytes)
         self.metrics.cache_bytes.set_function(lambda: self.cache_total)
@@ -154,12 +156,29 @@ class Relay:
         self.metrics.sessions_total.inc()
 
     def _route(self, ns: TrackNamespace) -> Connection | None:
-        """The publisher of the longest announced namespace that is a prefix of `ns`."""
+        """The publisher of the longest announced namespace that is a prefix of `ns`,
+        else the parent relay (if this relay has one)."""
         for n in range(len(ns), -1, -1):
             for conn, _ in self.announced.get(ns[:n], ()):
                 if not conn.is_closed:
                     return conn
+        if self.upstream is not None and self.upstream.conn is not None and not self.upstream.conn.is_closed:
+            return self.upstream.conn
         return None
+
+    def _from_parent(self, conn: Connection | None) -> bool:
+        return self.upstream is not None and conn is not None and conn is self.upstream.conn
+
+    def local_namespaces(self) -> set[TrackNamespace]:
+        """Namespaces announced to this relay by its own sessions (not learned from the parent)."""
+        names = {ns for ns, pubs in self.announced.items() if any(not self._from_parent(c) for c, _ in pubs)}
+        names.update(rt.track.namespace for rt in self.tracks.values()
+                     if rt.pushed and not self._from_parent(rt.source_conn))
+        return names
+
+    def start_upstream(self, url: str, fingerprint: str | None) -> None:
+        self.upstream = UpstreamLink(self, url, fingerprint)
+        self._spawn(self.upstream.run())
 
     # --- RequestHandler ------------------------------------------------------------------
     def on_request(self, conn: Connection, event: ev.IncomingRequest) -> None:
@@ -359,7 +378,7 @@ class Relay:
         waiters, rt.waiters = rt.waiters, []
         for wconn, wrid, params in waiters:
             self._attach(rt, wconn, wrid, params)
-        self._namespace_added(msg.track_namespace)
+        self._namespace_added(msg.track_namespace, conn)
         for sconn, _, prefix in list(self.track_subs.values()):
             if msg.track_namespace[: len(prefix)] == prefix and sconn is not conn:
                 self._push(rt, sconn)
@@ -390,14 +409,16 @@ class Relay:
         conn.session.accept(rid)
         self.announced.setdefault(ns, []).append((conn, rid))
         log.info("namespace_published", namespace=namespace_to_str(ns), peer=conn.transport.peer)
-        self._namespace_added(ns)
+        self._namespace_added(ns, conn)
 
     def _known_namespaces(self) -> set[TrackNamespace]:
         names = {ns for ns, pubs in self.announced.items() if pubs}
         names.update(rt.track.namespace for rt in self.tracks.values() if rt.pushed)
         return names
 
-    def _namespace_added(self, ns: TrackNamespace) -> None:
+    def _namespace_added(self, ns: TrackNamespace, source: Connection | None = None) -> None:
+        if self.upstream is not None and not self._from_parent(source):
+            self.upstream.announce(ns)
         for conn, rid, prefix, told in self.ns_subs.values():
             suffix = ns[len(prefix):]
             if ns[: len(prefix)] == prefix and suffix not in told and not conn.is_closed:
@@ -409,6 +430,8 @@ class Relay:
         if ns in self._known_namespaces():
             return
         self.announced.pop(ns, None)
+        if self.upstream is not None and ns not in self.local_namespaces():
+            self.upstream.withdraw(ns)
         for conn, rid, prefix, told in self.ns_subs.values():
             suffix = ns[len(prefix):]
             if ns[: len(prefix)] == prefix and suffix in told and not conn.is_closed:

@@ -20,6 +20,7 @@ from ..errors import (
     InvalidRequestId,
     LocalUsageError,
     MoQError,
+    NeedMoreData,
     ProtocolViolation,
     RequestErrorCode,
     SessionError,
@@ -31,6 +32,7 @@ from ..wire import control as c
 from ..wire.control import SetupOption
 from ..wire.framing import ControlStreamOpened, MessageDecoder
 from ..wire.types import EMPTY_PARAMETERS, KeyValuePairs, Location, Parameters, TrackNamespace
+from ..wire.varint import decode_varint
 from . import events as ev
 from .dataplane import DataPlane
 from .requests import KIND_OF, Kind, Request, State, prefixes_overlap
@@ -94,7 +96,9 @@ class Session:
         self._pending_bidi: dict[int, MessageDecoder] = {}  # peer bidi streams before the first message
         self._retired: set[int] = set()  # finished peer request streams: late bytes are ignored
         self._retired_order: deque[int] = deque()
-        self._early: list[tuple] = []  # peer streams that arrived before its SETUP
+        self._early: list[tuple] = []  # peer streams that arrived before its SETUP (bounded)
+        self._early_bytes = 0
+        self._probe: dict[int, bytes] = {}  # unidirectional streams whose type varint is incomplete
         self._goaway_sent_id: int | None = None
         self.goaway_received: ev.GoawayReceived | None = None
         self._next_alias = 0
@@ -148,7 +152,7 @@ class Session:
         if self.closed is None:
             self._close(error_code, reason, by_peer=False)
 
-    def _close(self, code: int, reason: str, by_peer: bool) -> None:
+    def _close(self, code: int, reason: str, by_peer: bool = False) -> None:
         if self.closed is not None:
             return
         self.closed = ev.SessionTerminated(int(code), reason, by_peer)
@@ -170,7 +174,7 @@ class Session:
         impl = self.peer_setup.option(SetupOption.MOQT_IMPLEMENTATION, b"")  # type: ignore[union-attr]
         impl = impl.decode("utf-8", "replace") if isinstance(impl, bytes) else ""
         self._emit(ev.SetupCompleted(self.version, self.path, self.authority, impl))
-        early, self._early = self._early, []
+        early, self._early, self._early_bytes = self._early, [], 0
         for args in early:
             self._guard(self._stream_data, *args)
 
@@ -212,7 +216,9 @@ class Session:
             return  # a request we already forgot; late bytes are harmless
         if req is None:
             if self.peer_setup is None:
-                self._early.append((sid, data, fin, now))
+                if len(data) and data[0] in LEGACY_SETUP_TYPES and sid in (0, 1):
+                    raise VersionNegotiationFailed("peer speaks an older draft (CLIENT_SETUP on a bidi stream)")
+                self._hold_early(sid, data, fin, now)
                 return
             self._new_peer_stream(sid, data, fin)
             return
@@ -221,12 +227,25 @@ class Session:
     def _early_or_control(self, sid: int, data: bytes, fin: bool, now: float) -> None:
         """Before the peer's SETUP only its control stream is processed; the rest waits."""
         if self._control_in is None and not any(a[0] == sid for a in self._early):
+            data = self._probe.pop(sid, b"") + bytes(data)
+            try:
+                decode_varint(data, 0)
+            except NeedMoreData:  # the stream type is still incomplete: wait for more
+                if not fin:
+                    self._probe[sid] = data
+                    return
             out = self.data.feed_first(sid, data, fin)
             if out and isinstance(out[0], ControlStreamOpened):
                 self._control_in = sid
                 self._control_messages(out[1:])
                 return
             self.data.forget(sid)
+        self._hold_early(sid, data, fin, now)
+
+    def _hold_early(self, sid: int, data: bytes, fin: bool, now: float) -> None:
+        self._early_bytes += len(data)
+        if self._early_bytes > self.config.max_alias_wait_bytes:
+            raise ProtocolViolation("too much data before SETUP")
         self._early.append((sid, data, fin, now))
 
     # --- control stream ------------------------------------------------------------
@@ -290,7 +309,7 @@ class Session:
             return
         if self.role is Role.CLIENT and new_session_uri:
             raise LocalUsageError("a client's GOAWAY carries no URI")
-        self._goaway_sent_id = self._peer_id_floor if not self._peer_ids_seen else max(self._peer_ids_seen) + 2
+        self._goaway_sent_id = self._peer_id_floor
         msg = c.GoAway(new_session_uri.encode(), timeout_ms, self._goaway_sent_id)
         self._send(self._control_out, msg.encode())
 
@@ -338,13 +357,13 @@ class Session:
         name = req.full_track_name()
         ns = name[0] if name else getattr(msg, "track_namespace", None) or getattr(msg, "track_namespace_prefix", ())
         reject = None
-        if self._goaway_sent_id is not None and req.request_id >= self._goaway_sent_id:
+        if self._goaway_sent_id is not None:
             reject = (RequestErrorCode.GOING_AWAY, "going away")
         elif sum(1 for r in self._requests.values() if not r.outgoing) > self.config.max_incoming_requests:
             reject = (RequestErrorCode.EXCESSIVE_LOAD, "too many requests")
         elif ns and ns[0] in (b".", b".session"):
             reject = (RequestErrorCode.DOES_NOT_EXIST, "reserved namespace")
-        elif req.kind is Kind.SUBSCRIBE and self._duplicate_subscription(req):
+        elif req.kind in (Kind.SUBSCRIBE, Kind.PUBLISH) and self._duplicate_subscription(req):
             reject = (RequestErrorCode.DUPLICATE_SUBSCRIPTION, "already subscribed to this track")
         elif req.kind in (Kind.SUBSCRIBE_NAMESPACE, Kind.SUBSCRIBE_TRACKS) and self._prefix_overlap(req, ns):
             reject = (RequestErrorCode.PREFIX_OVERLAP, "prefix overlaps an existing subscription")
@@ -352,6 +371,8 @@ class Session:
             joined = self._requests.get(msg.joining.joining_request_id)  # type: ignore[attr-defined]
             if joined is None or joined.outgoing or joined.kind is not Kind.SUBSCRIBE or joined.state is State.DONE:
                 reject = (RequestErrorCode.INVALID_JOINING_REQUEST_ID, "no such subscription")
+            elif joined.forward == 0:
+                reject = (RequestErrorCode.INVALID_RANGE, "forward 0")
         if req.kind is Kind.PUBLISH:
             self._register_alias(req, msg.track_alias, msg.track_properties)  # type: ignore[attr-defined]
             req.forward = msg.parameters.forward if msg.parameters.forward is not None else 1  # type: ignore[attr-defined]
@@ -374,11 +395,13 @@ class Session:
             Kind.SUBSCRIBE_TRACKS: ev.SubscribeTracksRequested,
         }[req.kind]
         self._emit(event_type(req.request_id, msg))
+        if req.kind is Kind.PUBLISH:
+            self.data.alias_ready(msg.track_alias)
 
     def _duplicate_subscription(self, req: Request) -> bool:
         name = req.full_track_name()
         return any(
-            r is not req and r.kind is Kind.SUBSCRIBE and not r.outgoing and r.state is not State.DONE
+            r is not req and r.is_subscription and r.we_publish == req.we_publish and r.state is not State.DONE
             and r.full_track_name() == name
             for r in self._requests.values()
         )
@@ -446,6 +469,11 @@ class Session:
     def _first_response(self, req: Request, msg: c.Message) -> None:
         rid = req.request_id
         if isinstance(msg, c.RequestError):
+            rd = msg.redirect  # § Redirect Structure
+            if rd is not None and self.role is Role.SERVER and rd.connect_uri:
+                raise ProtocolViolation("Redirect with a Connect URI sent to a server")
+            if rd is not None and rd.track_name and req.kind in (Kind.SUBSCRIBE_NAMESPACE, Kind.PUBLISH_NAMESPACE):
+                raise ProtocolViolation("Redirect with a Track Name for a namespace request")
             self._finish(req)
             self._emit(ev.RequestRejected(rid, msg))
             return
@@ -461,8 +489,13 @@ class Session:
             self._emit(ev.SubscribeAccepted(rid, msg.track_alias, msg.parameters, msg.track_properties))
             self.data.alias_ready(msg.track_alias)
         elif isinstance(msg, c.FetchOk):
+            f = req.message
+            if f.standalone is not None and msg.end_location < f.standalone.start:  # type: ignore[attr-defined]
+                raise ProtocolViolation("FETCH_OK End Location before the Start Location")
             self._emit(ev.FetchAccepted(rid, msg))
         else:  # REQUEST_OK or PUBLISH_OK
+            if msg.track_properties and req.kind is not Kind.TRACK_STATUS:
+                raise ProtocolViolation("Track Properties in a REQUEST_OK that must have none")
             if req.kind is Kind.PUBLISH and msg.parameters.forward is not None:  # type: ignore[attr-defined]
                 req.forward = msg.parameters.forward  # type: ignore[attr-defined]
             self._emit(ev.RequestAccepted(rid, msg.parameters, msg.track_properties))  # type: ignore[attr-defined]
@@ -472,6 +505,8 @@ class Session:
     def _update_answer(self, req: Request, msg: c.RequestOk | c.RequestError) -> None:
         if not req.updates_in_flight:
             raise ProtocolViolation("response without an outstanding REQUEST_UPDATE")
+        if isinstance(msg, c.RequestOk) and msg.track_properties:
+            raise ProtocolViolation("Track Properties in REQUEST_UPDATE_OK")
         uid = req.updates_in_flight.popleft()
         self._update_owner.pop(uid, None)
         if isinstance(msg, c.RequestError):
@@ -483,13 +518,16 @@ class Session:
         req.recv_closed = True
         if not req.outgoing and req.kind in (Kind.SUBSCRIBE_NAMESPACE, Kind.SUBSCRIBE_TRACKS):
             self._cancelled_by_peer(req, StreamResetCode.CANCELLED)
-        elif req.outgoing and req.state is not State.DONE and req.kind is not Kind.SUBSCRIBE:
+        elif (req.outgoing and req.state is not State.DONE and req.kind is not Kind.SUBSCRIBE
+              and not (req.kind is Kind.FETCH and req.responded)):  # a fetch lives on in its data stream
             self._finish(req)
             self._emit(ev.RequestEnded(req.request_id, None))
         elif req.send_closed:
             self._forget(req)
 
     def _stream_reset(self, sid: int, code: int) -> None:
+        if sid == self._control_in:
+            raise ProtocolViolation("control stream reset")
         if sid & 2:
             self.data.receive_reset(sid, code)
             return
@@ -601,7 +639,10 @@ class Session:
         return self._open_request(lambda rid: replace(message_without_id, request_id=rid)).request_id
 
     def track_status(self, namespace: TrackNamespace, name: bytes, parameters: Parameters = EMPTY_PARAMETERS) -> int:
-        return self._open_request(lambda rid: c.TrackStatus(rid, namespace, name, parameters)).request_id
+        req = self._open_request(lambda rid: c.TrackStatus(rid, namespace, name, parameters))
+        self._send(req.stream_id, b"", True)
+        req.send_closed = True
+        return req.request_id
 
     def publish_namespace(self, namespace: TrackNamespace, parameters: Parameters = EMPTY_PARAMETERS) -> int:
         return self._open_request(lambda rid: c.PublishNamespace(rid, namespace, parameters)).request_id

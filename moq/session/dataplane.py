@@ -71,6 +71,8 @@ class DataPlane:
         self._held_bytes = 0
         self._held_datagrams: deque[tuple[float, ObjectDatagram]] = deque(maxlen=HELD_DATAGRAMS)
         self._now = 0.0
+        self._dead: set[int] = set()  # streams we stopped reading: late bytes are dropped
+        self._dead_order: deque[int] = deque()
 
     # --- aliases ---------------------------------------------------------------------
     def alias_owner(self, alias: int) -> Request | None:
@@ -116,6 +118,8 @@ class DataPlane:
 
     def receive_uni(self, sid: int, data: bytes, fin: bool, now: float) -> None:
         self._now = now
+        if sid in self._dead:
+            return
         st = self._in.get(sid)
         if st is None:
             st = self._in[sid] = _InStream(
@@ -168,6 +172,11 @@ class DataPlane:
             self._waiting.setdefault(header.track_alias, []).append(sid)
 
     def _abandon(self, sid: int, code: int) -> None:
+        if sid not in self._dead:
+            self._dead.add(sid)
+            self._dead_order.append(sid)
+            if len(self._dead_order) > 65536:
+                self._dead.discard(self._dead_order.popleft())
         st = self._in.pop(sid, None)
         if st is not None:
             self._held_bytes -= st.held_bytes
@@ -210,6 +219,11 @@ class DataPlane:
             self._in.pop(sid, None)
             group = header.group_id if isinstance(header, SubgroupHeader) else None
             emit(ev.DataStreamEnded(rid, sid, group, st.subgroup_id, None, fetch=isinstance(header, FetchHeader)))
+            if isinstance(header, FetchHeader) and req.responded:  # the fetch is complete
+                if not req.send_closed:
+                    self.s._send(req.stream_id, b"", True)
+                    req.send_closed = True
+                self.s._finish(req)
 
     def receive_reset(self, sid: int, code: int) -> None:
         st = self._in.pop(sid, None)
@@ -281,6 +295,10 @@ class DataPlane:
                 self.s._actions.append(ev.ResetStream(sid, reset_code))
         req.data_streams.clear()
         self._fetch_out.pop(req.request_id, None)
+        if reset_code is not None and not req.we_publish:
+            for sid, st in list(self._in.items()):
+                if st.req is req:
+                    self._abandon(sid, reset_code)
         if req.track_alias is not None and not req.we_publish and self._aliases.get(req.track_alias) is req:
             if reset_code is not None or req.state is State.DONE:
                 del self._aliases[req.track_alias]
@@ -398,5 +416,7 @@ class DataPlane:
             out.req.data_streams.discard(out.stream_id)
             self.s._actions.append(ev.SendStreamData(out.stream_id, b"", True))
             req = out.req
-            if req.send_closed and req.recv_closed:
-                self.s._forget(req)
+            if not req.send_closed:
+                self.s._send(req.stream_id, b"", True)
+                req.send_closed = True
+            self.s._forget(req)

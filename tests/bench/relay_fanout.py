@@ -65,7 +65,7 @@ async def bench(subscribers: int, seconds: float, size: int, rate: int, scheme: 
         payload = bytes(size)
         per_group, sent, g = 30, 0, 0
         cpu0, t0 = cpu_seconds(relay.pid), time.monotonic()
-        while (elapsed := time.monotonic() - t0) < seconds:
+        while time.monotonic() - t0 < seconds:
             burst = max(1, int(rate * 0.01))
             for _ in range(burst):
                 track.write(g, sent % per_group, payload)
