@@ -18,7 +18,7 @@ import structlog
 
 from moq.broadcast import cache_covers, joining_range, serve_cached_fetch
 from moq.connection import Connection, FetchResult, RequestRejectedError, Subscription
-from moq.errors import PublishDoneCode, RequestErrorCode, SessionClosedError
+from moq.errors import PublishDoneCode, RequestErrorCode, SessionClosedError, SessionErrorCode, StreamResetCode
 from moq.fanout import SubscriberSink, subscription_start
 from moq.model.track import Track
 from moq.session import events as ev
@@ -42,6 +42,7 @@ _REFUSAL = {
     RequestErrorCode.EXCESSIVE_LOAD: "subscriber_limit",
     RequestErrorCode.GOING_AWAY: "draining",
 }
+_SESSION_REFUSAL = {**_REFUSAL, RequestErrorCode.EXCESSIVE_LOAD: "request_limit"}
 
 
 def _name(ns: TrackNamespace, name: bytes) -> str:
@@ -83,6 +84,8 @@ class RelayTrack:
             m.bytes_out.inc(sent * size)
 
     def on_stream_end(self, e: ev.DataStreamEnded) -> None:
+        if e.abandoned and e.reset_code == StreamResetCode.EXCESSIVE_LOAD:
+            self.relay.metrics.requests_refused.labels(reason="object_too_large").inc()
         if e.fetch or e.group_id is None or e.subgroup_id is None:
             return
         if e.reset_code is None:
@@ -116,6 +119,7 @@ class Relay:
         self.fetches: dict[tuple, UpstreamFetch] = {}
         self.connections: set[Connection] = set()
         self.upstream: UpstreamLink | None = None
+        self.drain_deadline: float | None = None  # loop time at which draining ends
         self._tasks: set[asyncio.Task] = set()
         self.cache_total = 0  # payload bytes cached over all tracks (bounded by config.cache_bytes)
         self.metrics.cache_bytes.set_function(lambda: self.cache_total)
@@ -150,10 +154,6 @@ class Relay:
         if self.tracks.get(rt.full_name) is rt:
             del self.tracks[rt.full_name]
             self.cache_total -= rt.track.cache_bytes
-
-    def add_connection(self, conn: Connection) -> None:
-        self.connections.add(conn)
-        self.metrics.sessions_total.inc()
 
     def _route(self, ns: TrackNamespace) -> Connection | None:
         """The publisher of the longest announced namespace that is a prefix of `ns`,
@@ -223,7 +223,14 @@ class Relay:
         self.ns_subs.pop(key, None)
         self.track_subs.pop(key, None)
 
+    def on_refused(self, conn: Connection, e: ev.RequestRefused) -> None:
+        """The session refused a request by itself (request limit, GOAWAY, ...)."""
+        self.metrics.requests_refused.labels(reason=_SESSION_REFUSAL.get(e.error_code, f"code_{e.error_code:#x}")).inc()
+
     def on_closed(self, conn: Connection) -> None:
+        closed = conn.session.closed
+        if closed is not None and not closed.by_peer and closed.error_code not in (0, 0x10):
+            self.metrics.requests_refused.labels(reason="protocol").inc()
         self.connections.discard(conn)
         cid = id(conn)
         for key in [k for k in self.downstream if k[0] == cid]:
@@ -561,15 +568,29 @@ class Relay:
         self._spawn(ask())
 
     # --- shutdown ----------------------------------------------------------------------------
+    def add_connection(self, conn: Connection) -> None:
+        self.connections.add(conn)
+        self.metrics.sessions_total.inc()
+        if self.drain_deadline is not None:  # arrived while draining: tell it to go at once
+            left = max(0.0, self.drain_deadline - asyncio.get_running_loop().time())
+            conn.send_goaway("", int(left * 1000))
+
     async def drain(self, timeout: float) -> None:
-        """GOAWAY to every session, then wait (at most `timeout` s) for them to leave."""
+        """GOAWAY to every session, wait (at most `timeout` s) for them to leave, then close
+        the rest with GOAWAY_TIMEOUT (§ GOAWAY)."""
+        loop = asyncio.get_running_loop()
+        self.drain_deadline = loop.time() + timeout
         for conn in list(self.connections):
             if not conn.is_closed:
                 conn.send_goaway("", int(timeout * 1000))
-        deadline = asyncio.get_running_loop().time() + timeout
         while any(not conn.is_closed for conn in self.connections):
-            if asyncio.get_running_loop().time() >= deadline:
+            if loop.time() >= self.drain_deadline:
                 break
             await asyncio.sleep(0.05)
+        late = [conn for conn in self.connections if not conn.is_closed]
+        for conn in late:
+            conn.close(SessionErrorCode.GOAWAY_TIMEOUT, "drain timeout")
+        if late:
+            await asyncio.sleep(0.2)  # let the closes go out before the endpoint stops
         for task in list(self._tasks):
             task.cancel()

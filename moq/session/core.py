@@ -384,6 +384,7 @@ class Session:
         req.parameters = getattr(msg, "parameters", EMPTY_PARAMETERS)
         if reject is not None:
             self.reject(req.request_id, reject[0], reject[1])
+            self._emit(ev.RequestRefused(req.request_id, int(reject[0]), reject[1], msg))
             return
         event_type = {
             Kind.SUBSCRIBE: ev.SubscribeRequested,

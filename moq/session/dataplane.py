@@ -130,7 +130,7 @@ class DataPlane:
             self._abandon(sid, exc.code)
             if st.req is not None and isinstance(st.header, SubgroupHeader):
                 self.s._events.append(ev.DataStreamEnded(
-                    st.req.request_id, sid, st.header.group_id, st.subgroup_id, exc.code))
+                    st.req.request_id, sid, st.header.group_id, st.subgroup_id, exc.code, abandoned=True))
             return
         st.fin = st.fin or fin
         if st.header is None and items:

@@ -119,6 +119,17 @@ class SubscribeTracksRequested(IncomingRequest):
 
 
 @dataclass(frozen=True, slots=True)
+class RequestRefused:
+    """The session itself answered a peer request with REQUEST_ERROR (limits, GOAWAY,
+    reserved namespace, duplicate subscription, ...): for logs and metrics."""
+
+    request_id: int
+    error_code: int
+    reason: str
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
 class RequestUpdateReceived:
     """The peer updated one of its requests; answer with accept_update/reject_update."""
 
@@ -240,10 +251,11 @@ class DataStreamEnded:
     subgroup_id: int | None
     reset_code: int | None
     fetch: bool = False
+    abandoned: bool = False  # we stopped reading it (e.g. an object over max_object_size)
 
 
 Event = (
-    SetupCompleted | SessionTerminated | GoawayReceived | IncomingRequest | RequestUpdateReceived
+    SetupCompleted | SessionTerminated | GoawayReceived | IncomingRequest | RequestRefused | RequestUpdateReceived
     | RequestCancelled | SubscribeAccepted | FetchAccepted | RequestAccepted | RequestRejected | RequestEnded
     | PublishDoneReceived | NamespaceReceived | NamespaceDoneReceived | PublishBlockedReceived | ObjectReceived
     | DataStreamEnded
