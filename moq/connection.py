@@ -224,6 +224,10 @@ class Connection:
                 elif isinstance(a, ev.SendDatagram):
                     if len(a.data) <= t.max_datagram_size():
                         t.send_datagram(a.data)
+                elif isinstance(a, ev.SetStreamPriority):
+                    set_priority = getattr(t, "set_priority", None)
+                    if set_priority is not None:
+                        set_priority(a.stream_id, a.key)
                 elif isinstance(a, ev.CloseSession):
                     t.close(a.error_code, a.reason)
             event = s.next_event()

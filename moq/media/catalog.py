@@ -88,11 +88,14 @@ class Catalog:
     tracks: tuple[CatalogTrack, ...]
     version: str = MSF_VERSION
     generated_at: int | None = None  # ms since the epoch
+    is_complete: bool = False  # the broadcast is over (§ Is Complete; never sent as false)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"version": self.version}
         if self.generated_at is not None:
             out["generatedAt"] = self.generated_at
+        if self.is_complete:
+            out["isComplete"] = True
         out["tracks"] = [t.to_json() for t in self.tracks]
         return out
 
@@ -115,10 +118,10 @@ class Catalog:
             raise CatalogError("catalog without a 'tracks' array")
         gen = obj.get("generatedAt")
         return cls(tuple(CatalogTrack.from_json(t) for t in obj["tracks"]), obj["version"],
-                   gen if isinstance(gen, int) else None)
+                   gen if isinstance(gen, int) else None, obj.get("isComplete") is True)
 
     def track(self, name: str) -> CatalogTrack | None:
         return next((t for t in self.tracks if t.name == name), None)
 
     def stamped(self) -> Catalog:
-        return Catalog(self.tracks, self.version, int(time.time() * 1000))
+        return Catalog(self.tracks, self.version, int(time.time() * 1000), self.is_complete)

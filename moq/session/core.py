@@ -39,6 +39,9 @@ from .requests import KIND_OF, Kind, Request, State, prefixes_overlap
 
 MANDATORY_PROPERTY_RANGE = range(0x4000, 0x8000)
 DEFAULT_PUBLISHER_PRIORITY = 0x0E
+DEFAULT_PUBLISHER_GROUP_ORDER = 0x22
+PRIORITY_CONTROL = (0,)
+PRIORITY_REQUESTS = 1
 LEGACY_SETUP_TYPES = (0x20, 0x21, 0x40, 0x41)  # CLIENT_/SERVER_SETUP of drafts <= 16
 
 
@@ -144,6 +147,7 @@ class Session:
             if self.config.authority:
                 options.append((SetupOption.AUTHORITY, self.config.authority.encode()))
         self._control_out = self._open_stream(True)
+        self._actions.append(ev.SetStreamPriority(self._control_out, PRIORITY_CONTROL))
         self._send(self._control_out, c.Setup(tuple(options)).encode())
         self.setup_sent = True
         self._maybe_ready()
@@ -497,8 +501,13 @@ class Session:
         else:  # REQUEST_OK or PUBLISH_OK
             if msg.track_properties and req.kind is not Kind.TRACK_STATUS:
                 raise ProtocolViolation("Track Properties in a REQUEST_OK that must have none")
-            if req.kind is Kind.PUBLISH and msg.parameters.forward is not None:  # type: ignore[attr-defined]
-                req.forward = msg.parameters.forward  # type: ignore[attr-defined]
+            if req.kind is Kind.PUBLISH:
+                params = msg.parameters  # type: ignore[attr-defined]
+                req.parameters = req.parameters.merged(params)  # the subscriber's choices in PUBLISH_OK
+                if params.forward is not None:
+                    req.forward = params.forward
+                if params.group_order is not None:
+                    req.group_order = params.group_order
             self._emit(ev.RequestAccepted(rid, msg.parameters, msg.track_properties))  # type: ignore[attr-defined]
             if req.kind is Kind.TRACK_STATUS:
                 self._finish(req)
@@ -616,6 +625,7 @@ class Session:
         req.parameters = getattr(msg, "parameters", EMPTY_PARAMETERS)
         self._requests[rid] = req
         self._by_stream[sid] = req
+        self._actions.append(ev.SetStreamPriority(sid, (PRIORITY_REQUESTS, req.subscriber_priority)))
         self._send(sid, msg.encode())
         return req
 
@@ -633,6 +643,10 @@ class Session:
         req.track_alias = alias
         req.forward = parameters.forward if parameters.forward is not None else 1
         req.largest = parameters.largest_object
+        order = next((v for k, v in track_properties if k == DEFAULT_PUBLISHER_GROUP_ORDER), 1)
+        req.group_order = int(order) if order in (1, 2) else 1  # type: ignore[arg-type]
+        prio = next((v for k, v in track_properties if k == DEFAULT_PUBLISHER_PRIORITY), 128)
+        req.default_priority = int(prio)  # type: ignore[arg-type]
         return req.request_id
 
     def fetch(self, message_without_id: c.Fetch) -> int:
@@ -694,6 +708,10 @@ class Session:
         req.largest = largest
         prio = next((v for k, v in track_properties if k == DEFAULT_PUBLISHER_PRIORITY), 128)
         req.default_priority = int(prio)  # type: ignore[arg-type]
+        order = req.parameters.group_order
+        if order is None:
+            order = next((v for k, v in track_properties if k == DEFAULT_PUBLISHER_GROUP_ORDER), 1)
+        req.group_order = int(order) if order in (1, 2) else 1  # type: ignore[arg-type]
         req.responded, req.state = True, State.ESTABLISHED
         params = Parameters(largest_object=largest, expires=expires)
         self._send_on(req, c.SubscribeOk(req.track_alias, params, track_properties))
@@ -767,6 +785,8 @@ class Session:
         req.parameters = req.parameters.merged(parameters)
         if parameters.forward is not None:
             req.forward = parameters.forward
+        if parameters.subscriber_priority is not None:
+            self.data.reprioritize(req)
 
     def send_namespace(self, request_id: int, suffix: TrackNamespace, done: bool = False) -> None:
         req = self._incoming(request_id, Kind.SUBSCRIBE_NAMESPACE)

@@ -36,6 +36,9 @@ RETIRED_ALIASES = 1024
 HELD_DATAGRAMS = 256
 
 
+PRIORITY_OBJECTS = 2
+
+
 @dataclass(slots=True)
 class _OutStream:
     stream_id: int
@@ -45,6 +48,14 @@ class _OutStream:
     has_properties: bool = False
     prev_object_id: int | None = None
     fetch: FetchObjectCodec | None = None
+    publisher_priority: int = 128
+
+
+def priority_key(req: Request, publisher_priority: int, group_id: int, subgroup_id: int) -> tuple:
+    """§ Scheduling Algorithm: subscriber priority, then publisher priority, then the
+    subscription's group order, then the lowest subgroup."""
+    group = -group_id if req.group_order == GroupOrder.DESCENDING else group_id
+    return (PRIORITY_OBJECTS, req.subscriber_priority, publisher_priority, group, subgroup_id)
 
 
 @dataclass(slots=True)
@@ -328,11 +339,21 @@ class DataPlane:
             req.track_alias, group_id, subgroup_id, publisher_priority, has_properties, end_of_group, first_object  # type: ignore[arg-type]
         )
         sid = self.s._open_stream(True)
-        self._out[sid] = _OutStream(sid, req, group_id, subgroup_id, has_properties)
+        pub_prio = req.default_priority if publisher_priority is None else publisher_priority
+        self._out[sid] = _OutStream(sid, req, group_id, subgroup_id, has_properties, publisher_priority=pub_prio)
         req.data_streams.add(sid)
         req.streams_opened += 1
+        self.s._actions.append(ev.SetStreamPriority(sid, priority_key(req, pub_prio, group_id, subgroup_id or 0)))
         self.s._actions.append(ev.SendStreamData(sid, header.encode()))
         return sid
+
+    def reprioritize(self, req: Request) -> None:
+        """The subscriber priority changed: re-key the request's open data streams."""
+        for sid in req.data_streams:
+            out = self._out.get(sid)
+            if out is not None and out.fetch is None:
+                key = priority_key(req, out.publisher_priority, out.group_id or 0, out.subgroup_id or 0)
+                self.s._actions.append(ev.SetStreamPriority(sid, key))
 
     def send_object(
         self, stream_id: int, object_id: int, payload: bytes | memoryview = b"", *,
@@ -397,6 +418,7 @@ class DataPlane:
         self._out[sid] = out
         self._fetch_out[request_id] = out
         req.data_streams.add(sid)
+        self.s._actions.append(ev.SetStreamPriority(sid, (PRIORITY_OBJECTS, req.subscriber_priority, 128, 0, 0)))
         self.s._actions.append(ev.SendStreamData(sid, FetchHeader(request_id).encode()))
         return sid
 

@@ -37,12 +37,22 @@ class SendDatagram:
 
 
 @dataclass(frozen=True, slots=True)
+class SetStreamPriority:
+    """Send order among our streams (§ Priorities): lower keys go first.  Keys compare as
+    tuples: control < requests < objects (subscriber priority, publisher priority, group
+    in the subscription's group order, subgroup)."""
+
+    stream_id: int
+    key: tuple
+
+
+@dataclass(frozen=True, slots=True)
 class CloseSession:
     error_code: int
     reason: str
 
 
-Action = SendStreamData | ResetStream | StopSending | SendDatagram | CloseSession
+Action = SendStreamData | ResetStream | StopSending | SendDatagram | SetStreamPriority | CloseSession
 
 
 # --- events for the application ----------------------------------------------------

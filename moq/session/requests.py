@@ -97,6 +97,7 @@ class Request:
     track_alias: int | None = None
     forward: int = 1
     default_priority: int = 128
+    group_order: int = 1  # the subscription's group order (subscriber's choice, else the publisher's)
     largest: Location | None = None
     data_streams: set[int] = field(default_factory=set)  # our open data streams
     streams_opened: int = 0
@@ -122,6 +123,11 @@ class Request:
         if isinstance(m, c.Fetch) and m.standalone is not None:
             return m.standalone.track_namespace, m.standalone.track_name
         return None
+
+    @property
+    def subscriber_priority(self) -> int:
+        p = self.parameters.subscriber_priority
+        return 128 if p is None else p
 
     def allowed_from_peer(self) -> tuple[type, ...]:
         if self.outgoing:  # the peer is the responder

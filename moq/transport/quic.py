@@ -72,11 +72,50 @@ def make_configuration(
     )
 
 
+class PrioritizedQuicConnection(QuicConnection):
+    """aioquic's connection with stream priorities (draft-18 § Priorities).
+
+    aioquic serves streams round-robin from ``_streams_queue`` (moving served ones to the
+    back).  Reading the queue through this property stable-sorts it by each stream's
+    priority key first, so lower keys are always served first and equal keys keep their
+    round-robin order.  Streams without a key (control, HTTP/3) sort first.
+    """
+
+    _stream_priority: dict[int, tuple]
+
+    @property  # type: ignore[override]
+    def _streams_queue(self) -> list:
+        queue = self.__dict__["_streams_queue"]
+        prio = self.__dict__.get("_stream_priority")
+        if prio and len(queue) > 1:
+            queue.sort(key=lambda st: prio.get(st.stream_id, _TOP))
+        return queue
+
+    @_streams_queue.setter
+    def _streams_queue(self, value: list) -> None:
+        self.__dict__["_streams_queue"] = value
+
+    def set_stream_priority(self, stream_id: int, key: tuple) -> None:
+        prio = self.__dict__.setdefault("_stream_priority", {})
+        prio[stream_id] = key
+        if len(prio) > 2 * len(self._streams) + 256:  # drop keys of streams aioquic has discarded
+            live = self._streams
+            for sid in [sid for sid in prio if sid not in live]:
+                del prio[sid]
+
+
+
+_TOP: tuple = ()
+
+
 def tune_connection(quic: QuicConnection) -> None:
-    """Raise the peer's stream-count limits before our transport parameters are sent.
+    """Raise the peer's stream-count limits before our transport parameters are sent, and
+    give the connection stream priorities.
 
     aioquic has no configuration knob for them (private attributes, checked on 1.7.2).
     """
+    if type(quic) is QuicConnection:  # the server creates plain connections: same layout, add priorities
+        quic.__class__ = PrioritizedQuicConnection
     for limit, value in (
         (quic._local_max_streams_bidi, MAX_STREAMS_BIDI),
         (quic._local_max_streams_uni, MAX_STREAMS_UNI),
@@ -146,6 +185,12 @@ class SessionBase:
 
     def transmit(self) -> None:
         self._conn.transmit()
+
+    def set_priority(self, stream_id: int, key: tuple) -> None:
+        """Send order among streams: lower keys first (see PrioritizedQuicConnection)."""
+        setter = getattr(self._quic, "set_stream_priority", None)
+        if setter is not None:
+            setter(stream_id, key)
 
     def send_backlog(self) -> int:
         """Stream bytes queued in aioquic but not yet acknowledged by the peer (all streams).

@@ -93,10 +93,11 @@ class Pair:
         return self.server if session is self.client else self.client
 
     def take(self, session: Session) -> list:
-        """Take `session`'s pending actions without delivering them (they are logged)."""
+        """Take `session`'s pending actions without delivering them (they are logged).
+        Stream priorities are transport hints, not wire data: logged, not returned."""
         actions = session.take_actions()
         self.log.extend((self.name(session), a) for a in actions)
-        return actions
+        return [a for a in actions if not isinstance(a, ev.SetStreamPriority)]
 
     def deliver(self, actions: Iterable, to: Session) -> None:
         """Deliver actions taken earlier with `take()` (in the given order)."""

@@ -116,7 +116,7 @@ def test_descending_fetch_stream_arriving_in_one_chunk() -> None:
     p.server.accept_fetch(rid, Location(9, 1))
     items = [FetchObject(9, 0, 0, 1, b"a"), FetchObject(4, 0, 0, 1, b"c"), FetchObject(1, 0, 0, 1, b"d")]
     sid = serve(p, rid, items)
-    data = b"".join(bytes(a.data) for a in p.take(p.server) if a.stream_id == sid)
+    data = b"".join(bytes(a.data) for a in p.take(p.server) if isinstance(a, ev.SendStreamData) and a.stream_id == sid)
     p.client.receive_stream_data(sid, data, True)
     assert [e.group_id for e in of(p.events(p.client), ev.ObjectReceived)] == [9, 4, 1]
 

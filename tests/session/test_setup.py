@@ -47,8 +47,10 @@ def test_both_sides_complete_setup() -> None:
     assert server_done == ev.SetupCompleted("moqt-18", "/moq", "", "moq-py/0.1")
     assert p.client.ready and p.server.ready
     # each side opened exactly one unidirectional control stream of its own
-    assert [a.stream_id for a in p.sent(p.client)] == [CLIENT_CONTROL]
-    assert [a.stream_id for a in p.sent(p.server)] == [SERVER_CONTROL]
+    assert [a.stream_id for a in p.sent(p.client, ev.SendStreamData)] == [CLIENT_CONTROL]
+    assert [a.stream_id for a in p.sent(p.server, ev.SendStreamData)] == [SERVER_CONTROL]
+    # ... and gave it the highest send priority (§ Priorities: control streams first)
+    assert [(a.stream_id, a.key) for a in p.sent(p.client, ev.SetStreamPriority)] == [(CLIENT_CONTROL, (0,))]
 
 
 def test_raw_quic_client_sends_path_and_authority() -> None:
