@@ -344,7 +344,7 @@ class Relay:
         log.info("upstream_released", track=_name(*rt.full_name))
 
     def _source_ended(self, rt: RelayTrack, stream) -> None:
-        if rt.state == "ended":
+        if rt.state != "live":  # pending: _open_upstream reports the refusal with its own code
             return
         done = getattr(stream, "done", None)
         if done is not None:

@@ -1,109 +1,212 @@
-"""moq-view: subscribe to a broadcast's tracks and report what arrives (one JSON line per
-object with --json, else a human summary)."""
+"""moq-view: subscribe to a broadcast's catalog and tracks and report what arrives: one JSON
+line per object with --json (else a human summary per track), and optionally an MP4
+recording of the media, remuxed without re-encoding."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import signal
 import sys
-import time
 
-from moq import api
 from moq.cli import add_logging_options, add_tls_client_options
-from moq.connection import RequestRejectedError
-from moq.errors import SessionClosedError
 from moq.log import configure_logging
+from moq.media.catalog import CatalogTrack
+from moq.transport.endpoint import parse_url
 from moq.transport.loop import run
-from moq.transport.tls import CertificateMismatch
-from moq.wire.types import namespace_from_str
 
-DEFAULT_TRACKS = ("catalog", "video", "audio")
+from .mp4 import MediaInfo, Mp4Writer
+from .stats import format_bitrate
+from .subscribe import EXIT_NO_DATA, EXIT_OK, Received, Viewer, ViewError, ViewResult, connect
+
+EXIT_OUTPUT = 1
+EXIT_INTERRUPTED = 130
+
+EPILOG = """\
+tracks:
+  video, audio    the publisher's default track names (the catalog is read alongside, when there is one)
+  catalog         the MSF catalog: SUBSCRIBE + joining FETCH, so the latest complete catalog comes first
+  all             the catalog and every track it lists (video and audio when there is no catalog)
+  NAME            any other track of the namespace
+
+--json prints, per object:
+  {"track": T, "group": G, "subgroup": S, "object": O, "bytes": N, "latency_ms": X}
+  (latency = now - the LOC capture timestamp; null without one, e.g. catalog objects)
+and on exit:
+  {"summary": true, "objects": N, "groups": G, "gaps": K, "latency_ms_p50": X, "latency_ms_p99": Y}
+  (gaps = missing object ids inside groups + missing group ids between received groups, per track)
+
+exit status:
+  0  data received for the whole duration (or until the tracks ended, without --duration, or Ctrl-C)
+  1  the --output file could not be written
+  2  bad command line
+  3  cannot reach the relay, TLS certificate mismatch, or no answer from it
+  4  unknown namespace or track (the subscription was refused)
+  5  no or insufficient data: nothing received, a track ended before --duration was over,
+     a media track stalled, or no video key frame to start the recording
+  130  interrupted before the subscriptions were set up
+
+--output starts the file at a key frame: a recorded video track also gets a joining FETCH of
+its current group, so the recording begins at once; those objects are older than the live
+ones (up to one GOP), and their latency_ms says so.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="moq-view", description=__doc__)
+    p = argparse.ArgumentParser(prog="moq-view", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("url", help="relay URL: moqt://host:port/path (raw QUIC) or https://host:port/path (WebTransport)")
     p.add_argument("--namespace", required=True, help="track namespace, e.g. live/demo")
-    p.add_argument("--track", default="video", help="track name, or 'all' for catalog, video and audio (default video)")
-    p.add_argument("--duration", type=float, metavar="SEC", help="stop after SEC seconds (default: until the end)")
+    p.add_argument("--track", default="video", metavar="video|audio|catalog|all|NAME",
+                   help="what to subscribe to (default video)")
+    p.add_argument("--duration", type=float, metavar="SEC",
+                   help="stop after SEC seconds (default: until the tracks end or Ctrl-C)")
     p.add_argument("--json", action="store_true", help="print one JSON line per object and a summary line")
+    p.add_argument("--output", metavar="FILE.mp4",
+                   help="record the received audio/video into an MP4 file (no re-encoding; starts at a key frame)")
     add_tls_client_options(p)
     add_logging_options(p)
     p.set_defaults(log_level="warning")
     return p
 
 
+def media_info(kind: str, entry: CatalogTrack | None) -> MediaInfo:
+    if entry is None:
+        return MediaInfo(kind)
+    channels = entry.channel_config
+    return MediaInfo(kind, entry.codec, entry.width, entry.height, entry.framerate, entry.samplerate,
+                     int(channels) if channels and channels.isdigit() else None)
+
+
+def err(msg: str) -> None:
+    print(f"moq-view: {msg}", file=sys.stderr, flush=True)
+
+
+class Output:
+    """Where received objects go: JSON lines on stdout, the MP4 writer."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.json = args.json
+        self.writer = Mp4Writer(args.output) if args.output else None
+        self.broken = False
+
+    def on_object(self, rx: Received) -> None:
+        if self.json and not self.broken:
+            try:
+                sys.stdout.write(json.dumps(rx.json()) + "\n")
+                sys.stdout.flush()
+            except BrokenPipeError:
+                self.broken = True
+
+    def on_media(self, rx: Received) -> None:
+        if self.writer is not None:
+            self.writer.add(rx.track, rx.payload, rx.props, rx.arrival_us)
+
+    def on_track(self, name: str, kind: str, entry: CatalogTrack | None) -> None:
+        if self.writer is not None:
+            self.writer.expect(name, media_info(kind, entry))
+
+    def on_track_failed(self, name: str) -> None:
+        if self.writer is not None:
+            self.writer.forget(name)
+
+    def summary(self, args: argparse.Namespace, result: ViewResult) -> None:
+        if self.broken:
+            return
+        with contextlib.suppress(BrokenPipeError):
+            if self.json:
+                print(json.dumps(result.stats.summary()), flush=True)
+                return
+            total = sum(t.bytes for t in result.stats.tracks.values())
+            print(f"{args.namespace} from {args.url}: {result.elapsed:.1f} s, {result.stats.objects} objects, "
+                  f"{format_bitrate(total * 8 / result.elapsed if result.elapsed > 0 else None)}")
+            for row in result.stats.table(result.elapsed):
+                print("  " + row)
+            if self.writer is not None and self.writer.written:
+                print(f"recorded {self.writer.report()}")
+            sys.stdout.flush()
+
+
 async def view(args: argparse.Namespace) -> int:
-    ns = namespace_from_str(args.namespace)
-    names = DEFAULT_TRACKS if args.track == "all" else (args.track,)
+    if args.output and (problem := Mp4Writer.check_path(args.output)):
+        err(f"--output: {problem}")
+        return EXIT_OUTPUT
+    out = Output(args)
     try:
-        conn = await api.connect(args.url, fingerprint=args.fingerprint, insecure=args.insecure)
-    except CertificateMismatch as exc:
-        print(f"moq-view: certificate mismatch: {exc}", file=sys.stderr)
-        return 3
-    except (ConnectionError, TimeoutError, OSError, SessionClosedError) as exc:
-        print(f"moq-view: cannot reach {args.url}: {exc}", file=sys.stderr)
-        return 3
-    subs = {}
-    for name in names:
-        try:
-            subs[name] = await conn.subscribe(ns, name.encode())
-        except RequestRejectedError as exc:
-            if args.track != "all":
-                print(f"moq-view: {args.namespace}/{name}: {exc.reason or 'refused'} (code {exc.code:#x})",
-                      file=sys.stderr)
-                await conn.aclose()
-                return 4
-    if not subs:
-        print(f"moq-view: no track of {args.namespace} is available", file=sys.stderr)
-        await conn.aclose()
-        return 4
-    stats = {"objects": 0, "bytes": 0, "groups": set(), "gaps": 0}
-    last: dict[str, tuple[int, int]] = {}
-    start = time.monotonic()
-
-    async def read(name: str) -> None:
-        async for obj in subs[name]:
-            stats["objects"] += 1
-            stats["bytes"] += len(obj.payload)
-            stats["groups"].add((name, obj.group_id))
-            prev = last.get(name)
-            if prev is not None and obj.group_id == prev[0] and obj.object_id != prev[1] + 1:
-                stats["gaps"] += 1
-            last[name] = (obj.group_id, obj.object_id)
-            if args.json:
-                print(json.dumps({"track": name, "group": obj.group_id, "subgroup": obj.subgroup_id,
-                                  "object": obj.object_id, "bytes": len(obj.payload)}), flush=True)
-
-    tasks = [asyncio.create_task(read(n)) for n in subs]
-    done, pending = await asyncio.wait(tasks, timeout=args.duration)
-    for t in pending:
-        t.cancel()
-    elapsed = time.monotonic() - start
-    ended_early = args.duration is not None and elapsed < args.duration - 0.5
-    await conn.aclose()
-    summary = {"summary": True, "objects": stats["objects"], "groups": len(stats["groups"]), "gaps": stats["gaps"]}
-    if args.json:
-        print(json.dumps(summary), flush=True)
-    else:
-        print(f"{args.namespace}: {stats['objects']} objects, {stats['bytes']} bytes, {len(stats['groups'])} groups, "
-              f"{stats['gaps']} gaps in {elapsed:.1f} s")
-    for t in done:
-        if t.exception() is not None:
-            print(f"moq-view: {t.exception()}", file=sys.stderr)
-            return 5
-    if stats["objects"] == 0 or ended_early:
-        print("moq-view: the broadcast ended or sent nothing" if stats["objects"] else "moq-view: no objects received",
-              file=sys.stderr)
-        return 5
-    return 0
+        conn = await connect(args.url, fingerprint=args.fingerprint, insecure=args.insecure)
+    except ViewError as exc:
+        err(exc.message)
+        return exc.code
+    viewer = Viewer(conn, args.namespace, args.track, join_video=out.writer is not None, on_object=out.on_object,
+                    on_media=out.on_media, on_track=out.on_track,
+                    on_track_failed=out.on_track_failed, on_warning=lambda m: err(f"warning: {m}"))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            signals.append(sig)
+    result: ViewResult | None = None
+    try:
+        starting = asyncio.create_task(viewer.start())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ViewError):
+                await starting
+            err("interrupted")
+            return EXIT_INTERRUPTED
+        starting.result()  # raises ViewError
+        result = await viewer.run(args.duration, stop)
+    except ViewError as exc:
+        err(exc.message)
+        return exc.code
+    finally:
+        await viewer.close()
+        if out.writer is not None:
+            out.writer.close()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+    out.summary(args, result)
+    code = EXIT_OK
+    for problem in result.problems():
+        err(problem)
+        code = EXIT_NO_DATA
+    w = out.writer
+    if w is not None:
+        for warning in w.warnings:
+            err(f"warning: {args.output}: {warning}")
+        if w.error is not None:
+            err(w.error)
+            code = code or EXIT_OUTPUT
+        elif w.written and args.json:
+            err(f"recorded {w.report()}")
+        elif not w.written:
+            err(f"nothing recorded in {args.output}: no media track with a key frame / decodable data")
+            code = code or EXIT_NO_DATA
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.duration is not None and args.duration <= 0:
+        parser.error("--duration must be positive")
+    try:
+        parse_url(args.url)
+    except ValueError as exc:
+        parser.error(str(exc))
     configure_logging(args.log_format, args.log_level)
-    return run(view(args))
+    try:
+        return run(view(args))
+    except KeyboardInterrupt:  # before the signal handlers are in place
+        err("interrupted")
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

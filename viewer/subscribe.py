@@ -1,0 +1,484 @@
+"""moq-view's subscriber: the catalog first, then the tracks it lists, with cheap per-object
+measurements.
+
+* Catalog (MSF § Catalog): SUBSCRIBE plus a joining FETCH with offset 0, so the latest
+  complete catalog (object 0 of its current group) arrives at once, then every update.
+* Media tracks: SUBSCRIBE from the live edge.  A video track that is being recorded also
+  gets a joining FETCH of its current group, so the recording starts at that group's key
+  frame instead of waiting up to a GOP for the next one.  Objects from the fetch are handed
+  to the recorder before the subscription's (which wait until the fetch is done).
+* Every object is measured on arrival: latency = now − LOC capture timestamp (wall-clock µs
+  since the epoch), counts per group for gaps.  `on_object` sees objects in arrival order;
+  `on_media` sees each track's objects in track order (fetched ones first).
+
+`Viewer.run()` returns when the duration is over, every media track has ended, or `stop`
+is set; `ViewResult.problems()` says what went wrong, if anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from moq import api
+from moq.connection import Connection, FetchResult, RequestRejectedError, Subscription
+from moq.errors import MoQError, SessionClosedError
+from moq.media.catalog import CATALOG_TRACK, Catalog, CatalogError, CatalogTrack
+from moq.media.loc import LocProperties
+from moq.session import events as ev
+from moq.transport.tls import CertificateMismatch
+from moq.wire.data import ObjectStatus
+from moq.wire.types import EMPTY_PARAMETERS, Parameters, TrackNamespace, namespace_from_str
+
+from .stats import Stats, TrackStats
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_UNREACHABLE = 3  # cannot reach the relay, TLS certificate mismatch, no answer
+EXIT_NOT_FOUND = 4  # unknown namespace or track (the subscription was refused)
+EXIT_NO_DATA = 5  # nothing received, a track ended early or stalled
+
+DEFAULT_MEDIA = ("video", "audio")  # what moq-publish names its tracks
+CATALOG_WAIT = 5.0  # seconds to wait for the first catalog with --track all
+STALL = 2.0  # a media track silent this long at the end did not deliver "for the whole duration"
+END_SLACK = 0.5  # a track ending this close to the end of the duration ended on time
+REQUEST_TIMEOUT = 10.0
+# MSF § Catalog: the catalog subscription SHOULD have a higher subscriber priority (lower value) than media
+CATALOG_PARAMETERS = Parameters(subscriber_priority=0)
+
+_VIDEO_CODECS = ("avc1", "avc3", "hev1", "hvc1", "vp8", "vp09", "av01")
+_AUDIO_CODECS = ("opus", "mp4a", "flac", "ac-3", "ec-3", "pcm")
+
+
+class ViewError(Exception):
+    """A failure that ends moq-view with `code` and a one-line message."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class Received:
+    """One measured object."""
+
+    track: str
+    group: int
+    subgroup: int | None
+    object: int
+    payload: bytes | memoryview
+    props: LocProperties | None
+    latency_ms: float | None
+    arrival_us: int  # wall clock, µs since the epoch
+    fetched: bool
+
+    def json(self) -> dict:
+        return {"track": self.track, "group": self.group, "subgroup": self.subgroup, "object": self.object,
+                "bytes": len(self.payload),
+                "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 3)}
+
+
+def kind_of(name: str, entry: CatalogTrack | None) -> str:
+    """video, audio, catalog or data: from the catalog entry's role or codec, else the name."""
+    if name == CATALOG_TRACK and entry is None:
+        return "catalog"
+    if entry is not None:
+        if entry.role in ("video", "audio"):
+            return entry.role
+        codec = (entry.codec or "").lower()
+        if codec.startswith(_VIDEO_CODECS) or entry.width:
+            return "video"
+        if codec.startswith(_AUDIO_CODECS) or entry.samplerate:
+            return "audio"
+    return name if name in DEFAULT_MEDIA else "data"
+
+
+async def connect(url: str, *, fingerprint: str | None, insecure: bool, timeout: float = REQUEST_TIMEOUT
+                  ) -> Connection:
+    try:
+        return await api.connect(url, fingerprint=fingerprint, insecure=insecure, timeout=timeout)
+    except CertificateMismatch as exc:
+        raise ViewError(EXIT_UNREACHABLE, f"certificate mismatch: {exc}") from None
+    except (ConnectionError, TimeoutError, OSError, SessionClosedError, MoQError) as exc:
+        raise ViewError(EXIT_UNREACHABLE, f"cannot reach {url}: {str(exc) or type(exc).__name__}") from None
+
+
+class TrackReader:
+    """One subscribed track (plus its joining fetch, if any)."""
+
+    def __init__(self, viewer: Viewer, name: str, namespace: TrackNamespace, kind: str, *, visible: bool,
+                 join: bool) -> None:
+        self.viewer = viewer
+        self.name = name
+        self.namespace = namespace
+        self.kind = kind
+        self.visible = visible  # reported and measured (the catalog read only for metadata is not)
+        self.join = join
+        self.stats: TrackStats | None = viewer.stats.track(name, kind) if visible else None
+        self.sub: Subscription | None = None
+        self.fetch: FetchResult | None = None
+        self.pending: list[Received] | None = None  # subscription objects held until the fetch is done
+        self.task: asyncio.Task | None = None
+        self.ended_at: float | None = None
+        self.end_reason: str | None = None
+        self.failed = False
+
+    async def open(self) -> None:
+        conn = self.viewer.conn
+        params = CATALOG_PARAMETERS if self.kind == "catalog" else EMPTY_PARAMETERS
+        self.sub = await conn.subscribe(self.namespace, self.name.encode(), params, timeout=REQUEST_TIMEOUT)
+        if self.join and self.sub.largest is not None:
+            try:
+                self.fetch = await conn.joining_fetch(self.sub, 0, timeout=REQUEST_TIMEOUT)
+                self.pending = []
+            except (RequestRejectedError, TimeoutError) as exc:
+                log.info("joining_fetch_failed", track=self.name, error=str(exc))
+
+    async def run(self) -> None:
+        assert self.sub is not None
+        fetch_task = asyncio.create_task(self._read_fetch()) if self.fetch is not None else None
+        try:
+            async for obj in self.sub:
+                self._on(obj, False)
+            done = self.sub.done
+            self.end_reason = "track ended" if done is None else \
+                f"{done.reason or 'track ended'} (PUBLISH_DONE {done.status_code:#x})"
+        except (SessionClosedError, ConnectionError, MoQError) as exc:
+            self.end_reason = f"connection lost: {exc}"
+            self.failed = True
+        except Exception as exc:  # a bug in a consumer: end this track visibly, keep the rest
+            log.exception("track_reader_failed", track=self.name)
+            self.end_reason = f"internal error: {exc!r}"
+            self.failed = True
+        finally:
+            if fetch_task is not None:
+                if not fetch_task.done():
+                    fetch_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fetch_task
+            if not self.viewer.closing:
+                self.ended_at = time.monotonic()
+                self.viewer._reader_ended(self)
+
+    async def _read_fetch(self) -> None:
+        assert self.fetch is not None
+        try:
+            async for obj in self.fetch:
+                self._on(obj, True)
+        except (SessionClosedError, ConnectionError, MoQError) as exc:
+            log.info("joining_fetch_ended", track=self.name, error=str(exc))
+        finally:
+            pending, self.pending = self.pending or [], None
+            for rx in pending:
+                self.viewer._media(rx)
+
+    def _on(self, obj: ev.ObjectReceived, fetched: bool) -> None:
+        if obj.status != ObjectStatus.NORMAL:
+            return
+        now = time.monotonic()
+        now_us = time.time_ns() // 1000
+        props = None
+        if obj.properties:
+            try:
+                props = LocProperties.decode(obj.properties)
+            except MoQError:
+                props = None
+        ts = props.wallclock_us() if props is not None else None
+        latency = (now_us - ts) / 1000.0 if ts is not None else None
+        rx = Received(self.name, obj.group_id, obj.subgroup_id, obj.object_id, obj.payload, props, latency, now_us,
+                      fetched)
+        if self.kind == "catalog":
+            self.viewer._catalog_object(rx)
+        if self.stats is None:
+            return
+        if not self.stats.record(obj.group_id, obj.object_id, len(obj.payload), latency, ts, now):
+            return  # a duplicate
+        self.viewer._object(rx)
+        if self.kind in ("video", "audio"):
+            if self.pending is not None and not fetched:
+                self.pending.append(rx)
+            else:
+                self.viewer._media(rx)
+
+    def close(self) -> None:
+        for s in (self.fetch, self.sub):
+            if s is not None and not s.conn.is_closed:
+                s.close()
+
+
+@dataclass
+class ViewResult:
+    t0: float  # monotonic start and end of the run
+    end: float
+    interrupted: bool
+    duration: float | None
+    stats: Stats
+    readers: list[TrackReader] = field(default_factory=list)
+
+    @property
+    def elapsed(self) -> float:
+        return self.end - self.t0
+
+    def problems(self) -> list[str]:
+        """Why the run did not receive data for the whole duration (empty when it did)."""
+        if self.stats.objects == 0:
+            return ["no objects received"]
+        out = []
+        timed = self.duration is not None and not self.interrupted
+        of = f" of {self.duration:g} s" if self.duration is not None else ""
+        for r in self.readers:
+            if not r.visible or r.stats is None:
+                continue
+            media = r.kind in ("video", "audio")
+            if r.ended_at is not None and (r.failed or (timed and r.ended_at - self.t0 < self.duration - END_SLACK)):
+                out.append(f"track {r.name} ended after {r.ended_at - self.t0:.1f} s{of}: {r.end_reason}")
+            elif media and r.stats.objects == 0:
+                out.append(f"track {r.name}: no objects received")
+            elif media and timed and r.ended_at is None and r.stats.last_arrival is not None \
+                    and self.end - r.stats.last_arrival > STALL:
+                out.append(f"track {r.name}: nothing received in the last {self.end - r.stats.last_arrival:.1f} s{of}")
+        return out
+
+
+class Viewer:
+    """Subscribes to `track` ('video', 'audio', 'catalog', 'all' or any track name) of
+    `namespace` on an open connection."""
+
+    def __init__(self, conn: Connection, namespace: str, track: str, *, join_video: bool = False,
+                 on_object: Callable[[Received], None] | None = None,
+                 on_media: Callable[[Received], None] | None = None,
+                 on_track: Callable[[str, str, CatalogTrack | None], None] | None = None,
+                 on_track_failed: Callable[[str], None] | None = None,
+                 on_warning: Callable[[str], None] | None = None) -> None:
+        self.conn = conn
+        self.namespace_str = namespace
+        self.namespace = namespace_from_str(namespace)
+        self.track = track
+        self.join_video = join_video
+        self.on_object = on_object
+        self.on_media = on_media
+        self.on_track = on_track  # (name, kind, catalog entry) for each media track, again when the catalog tells more
+        self.on_track_failed = on_track_failed  # a track announced by on_track could not be subscribed
+        self.on_warning = on_warning
+        self.stats = Stats()
+        self.readers: dict[str, TrackReader] = {}
+        self.catalog: Catalog | None = None
+        self.closing = False
+        self.warnings: list[str] = []
+        self.t0 = time.monotonic()
+        self._first_catalog: asyncio.Future[Catalog] = asyncio.get_running_loop().create_future()
+        self._changed = asyncio.Event()
+        self._openers: set[asyncio.Task] = set()
+        self._tried: set[str] = set()
+        self._started = False
+
+    # --- setting up -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Subscribe; ViewError when nothing can be subscribed."""
+        self.t0 = time.monotonic()
+        if self.track == "catalog":
+            await self._open(CATALOG_TRACK, "catalog", visible=True, join=True)
+        elif self.track == "all":
+            await self._start_all()
+        else:
+            await self._start_named(self.track)
+        self._started = True
+        if self.track == "all" and self.catalog is not None:  # an update that came during the set-up
+            for entry in self.catalog.tracks:
+                if entry.name != CATALOG_TRACK and entry.name not in self._tried:
+                    self._spawn_open(entry)
+
+    async def _start_named(self, name: str) -> None:
+        """The named track, and the catalog alongside for what it says about the track (if
+        there is no catalog, the track is subscribed all the same)."""
+        async def read_catalog() -> None:
+            with contextlib.suppress(ViewError):  # optional: no catalog, no problem
+                await self._open(CATALOG_TRACK, "catalog", visible=False, join=True)
+
+        catalog = asyncio.create_task(read_catalog())
+        try:
+            await self._open(name, kind_of(name, None), visible=True, join=None)
+        finally:
+            if not catalog.done():
+                catalog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await catalog
+
+    async def _start_all(self) -> None:
+        """The catalog, then every track it lists; without a catalog, the default names."""
+        reason = await self._try_open(CATALOG_TRACK, "catalog", visible=True, join=True)
+        entries: list[CatalogTrack] = []
+        if reason is None:
+            try:
+                catalog = await asyncio.wait_for(asyncio.shield(self._first_catalog), CATALOG_WAIT)
+                entries = [t for t in catalog.tracks if t.name != CATALOG_TRACK]
+            except TimeoutError:
+                reason = f"no catalog within {CATALOG_WAIT:g} s"
+        if reason is not None:
+            self._warn(f"catalog: {reason}; trying tracks {' and '.join(DEFAULT_MEDIA)}")
+            entries = [CatalogTrack(n) for n in DEFAULT_MEDIA]
+        refusals = await asyncio.gather(*(self._try_open(t.name, kind_of(t.name, t), visible=True, join=None,
+                                                         entry=t, namespace=t.namespace) for t in entries))
+        for t, refused in zip(entries, refusals):
+            if refused is not None:
+                self._warn(f"{self.namespace_str}/{t.name}: {refused}")
+        if entries and all(r is not None for r in refusals):
+            raise ViewError(EXIT_NOT_FOUND, f"{self.namespace_str}: no track could be subscribed: {refusals[0]}")
+
+    async def _try_open(self, name: str, kind: str, **kw) -> str | None:
+        """_open(), returning the reason instead of raising when the track is refused."""
+        try:
+            await self._open(name, kind, **kw)
+            return None
+        except ViewError as exc:
+            if exc.code != EXIT_NOT_FOUND:
+                raise
+            return exc.message.split(": ", 1)[-1]
+
+    async def _open(self, name: str, kind: str, *, visible: bool, join: bool | None,
+                    entry: CatalogTrack | None = None, namespace: str | None = None) -> TrackReader:
+        if name in self.readers:
+            return self.readers[name]
+        self._tried.add(name)
+        ns = namespace_from_str(namespace) if namespace else self.namespace
+        if join is None:
+            join = kind == "video" and self.join_video
+        reader = TrackReader(self, name, ns, kind, visible=visible, join=join)
+        self.readers[name] = reader
+        media = visible and kind in ("video", "audio")
+        if media and self.on_track is not None:  # before any object can arrive
+            self.on_track(name, kind, entry or (self.catalog.track(name) if self.catalog else None))
+        try:
+            await reader.open()
+        except (RequestRejectedError, TimeoutError, SessionClosedError) as exc:
+            self.readers.pop(name, None)
+            if reader.stats is not None:
+                self.stats.tracks.pop(name, None)
+            reader.close()
+            if media and self.on_track_failed is not None:
+                self.on_track_failed(name)
+            what = f"{self.namespace_str}/{name}"
+            if isinstance(exc, RequestRejectedError):
+                raise ViewError(EXIT_NOT_FOUND, f"{what}: {exc.reason or 'refused'} (code {exc.code:#x})") from None
+            if isinstance(exc, TimeoutError):
+                raise ViewError(EXIT_UNREACHABLE, f"no answer to SUBSCRIBE {what} within {REQUEST_TIMEOUT:g} s"
+                                ) from None
+            raise ViewError(EXIT_UNREACHABLE, f"connection closed: {exc}") from None
+        reader.task = asyncio.create_task(reader.run(), name=f"moq-view {name}")
+        return reader
+
+    # --- objects ----------------------------------------------------------------------------------
+    def _object(self, rx: Received) -> None:
+        if self.on_object is not None:
+            self.on_object(rx)
+
+    def _media(self, rx: Received) -> None:
+        if self.on_media is not None:
+            self.on_media(rx)
+
+    def _catalog_object(self, rx: Received) -> None:
+        if rx.object != 0:
+            self._warn("catalog delta updates are not supported; ignored")
+            return
+        try:
+            catalog = Catalog.decode(rx.payload)
+        except CatalogError as exc:
+            self._warn(f"bad catalog in group {rx.group}: {exc}")
+            return
+        self.catalog = catalog
+        if catalog.is_complete and self.track == "all":
+            self._warn("the catalog says the broadcast is complete")
+        if not self._first_catalog.done():
+            self._first_catalog.set_result(catalog)
+        for entry in catalog.tracks:
+            known = self.readers.get(entry.name)
+            if known is not None:
+                if not known.visible or known.kind == "catalog":
+                    continue
+                kind = kind_of(entry.name, entry)
+                if known.kind == "data" and kind in ("video", "audio"):
+                    known.kind = kind
+                    if known.stats is not None:
+                        known.stats.kind = kind
+                if known.kind in ("video", "audio") and self.on_track is not None:
+                    self.on_track(entry.name, known.kind, entry)
+            elif self.track == "all" and self._started and entry.name != CATALOG_TRACK \
+                    and entry.name not in self._tried:
+                self._spawn_open(entry)
+        reader = self.readers.get(CATALOG_TRACK)
+        if reader is not None and not reader.visible:  # read for metadata only: done with it
+            reader.close()
+
+    def _spawn_open(self, entry: CatalogTrack) -> None:
+        """A track added by a catalog update (--track all)."""
+        async def open_it() -> None:
+            reason = await self._try_open(entry.name, kind_of(entry.name, entry), visible=True, join=None,
+                                          entry=entry, namespace=entry.namespace)
+            if reason is not None:
+                self._warn(f"{self.namespace_str}/{entry.name}: {reason}")
+
+        task = asyncio.create_task(open_it())
+        self._openers.add(task)
+        task.add_done_callback(self._openers.discard)
+
+    def _warn(self, msg: str) -> None:
+        if msg not in self.warnings:
+            self.warnings.append(msg)
+            if self.on_warning is not None:
+                self.on_warning(msg)
+
+    def _reader_ended(self, reader: TrackReader) -> None:
+        self._changed.set()
+
+    # --- running ----------------------------------------------------------------------------------
+    def _finished(self) -> bool:
+        visible = [r for r in self.readers.values() if r.visible]
+        media = [r for r in visible if r.kind in ("video", "audio")] or visible
+        return bool(media) and all(r.ended_at is not None for r in media)
+
+    async def run(self, duration: float | None, stop: asyncio.Event) -> ViewResult:
+        deadline = None if duration is None else self.t0 + duration
+        stopper = asyncio.create_task(stop.wait())
+        interrupted = False
+        try:
+            while not self._finished():
+                if stop.is_set():
+                    interrupted = True
+                    break
+                timeout = None if deadline is None else deadline - time.monotonic()
+                if timeout is not None and timeout <= 0:
+                    break
+                self._changed.clear()
+                changed = asyncio.create_task(self._changed.wait())
+                try:
+                    await asyncio.wait({stopper, changed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    changed.cancel()
+        finally:
+            stopper.cancel()
+        return ViewResult(self.t0, time.monotonic(), interrupted, duration, self.stats, list(self.readers.values()))
+
+    async def close(self) -> None:
+        """Unsubscribe, stop the readers and close the session."""
+        self.closing = True
+        for task in list(self._openers):
+            task.cancel()
+        for reader in self.readers.values():
+            reader.close()
+        tasks = [r.task for r in self.readers.values() if r.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, *self._openers, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.conn.aclose(), 2.0)
+
+
+__all__ = ["Viewer", "ViewResult", "ViewError", "Received", "TrackReader", "connect", "kind_of", "EXIT_OK",
+           "EXIT_UNREACHABLE", "EXIT_NOT_FOUND", "EXIT_NO_DATA"]
