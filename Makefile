@@ -9,7 +9,7 @@ IVENV := .venv-interop
 ISTAMP := $(IVENV)/.installed
 MOQRS := moq-rs==0.5.1
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test web-test browser lint demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,7 +24,19 @@ $(ISTAMP):
 
 setup: $(STAMP) $(ISTAMP)
 
-test: setup
+# The web viewer's tests need Node (its codec tests: node --test) and Debian's Chromium (the
+# end-to-end browser tests in tests/web/test_browser.py); each is installed only when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL := $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || { $(APT_INSTALL) chromium; }
+
+web-test:
+	@command -v node >/dev/null 2>&1 || { $(APT_INSTALL) nodejs; }
+	node --test tests/web/*.test.mjs
+
+test: setup browser web-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: setup

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from pathlib import Path
 
 import structlog
 
@@ -25,6 +26,14 @@ from .metrics import RelayMetrics
 from .relay import Relay
 
 log = structlog.get_logger("relay")
+
+
+def default_web_root() -> Path | None:
+    """The web viewer shipped with the package (viewer/web), served at / on --http."""
+    import viewer
+
+    root = Path(viewer.__file__).resolve().parent / "web"
+    return root if (root / "index.html").is_file() else None
 
 
 def _url_host(host: str) -> str:
@@ -60,8 +69,8 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None) -
     http = None
     if cfg.http_address is not None:
         hh, hp = cfg.http_address
-        http = await start_http(hh, hp, fingerprint=creds.fingerprint, metrics=metrics, web_root=cfg.web_root,
-                                health=lambda: not stop.is_set())
+        http = await start_http(hh, hp, fingerprint=creds.fingerprint, metrics=metrics,
+                                web_root=cfg.web_root or default_web_root(), health=lambda: not stop.is_set())
         hp = http.sockets[0].getsockname()[1]
     if cfg.upstream:
         relay.start_upstream(cfg.upstream, cfg.upstream_fingerprint)

@@ -47,7 +47,8 @@ class RelayConfig:
     key: Path | None = _opt(None, "path", "TLS private key for cert, PEM")
     http: str | None = _opt(None, "optstr", "TCP host:port for /fingerprint, /metrics, /healthz and the viewer",
                             shown="off")
-    web_root: Path | None = _opt(None, "path", "directory of static files served at / on --http (e.g. viewer/web)")
+    web_root: Path | None = _opt(None, "path", "directory of static files served at / on --http",
+                                 shown="the packaged web viewer, viewer/web")
     upstream: str | None = _opt(None, "optstr", "parent relay URL, moqt://host:port or https://host:port/path: "
                                 "namespaces announced here are announced there, and subscriptions to "
                                 "namespaces unknown here are sent there")

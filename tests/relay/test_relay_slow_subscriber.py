@@ -117,7 +117,7 @@ def test_stalled_viewer_loses_whole_groups_fast_subscriber_unaffected(tmp_path: 
     objects = [x for x in lines if "group" in x]
     assert objects, f"the viewer reported nothing: {stderr}"
     assert viewer.returncode == 0, stderr
-    assert lines[-1].get("summary") and lines[-1]["gaps"] == 0, lines[-1]
+    assert lines[-1].get("summary"), lines[-1]
     by_group: dict[int, list[int]] = {}
     for x in objects:
         assert x["bytes"] == OBJECT_BYTES
@@ -131,6 +131,9 @@ def test_stalled_viewer_loses_whole_groups_fast_subscriber_unaffected(tmp_path: 
             cut_short[grp] = len(ids)
     seen = sorted(by_group)
     missing = sorted(set(range(seen[0], seen[-1] + 1)) - set(seen))
+    # moq-view counts missing group ids between received groups as gaps, and holes inside a
+    # group (none here: whole groups only)
+    assert lines[-1]["gaps"] == len(missing), (lines[-1], missing)
     numbers.update(viewer_groups=len(seen), viewer_missing_groups=len(missing), viewer_cut_short=len(cut_short))
     print(f"slow-subscriber numbers: {numbers}; cut short (group: objects): {cut_short}")
     assert missing, f"the stalled viewer lost no group: {seen}"
