@@ -4,13 +4,33 @@ RTMP feed as MoQ tracks with a catalog."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from moq.cli import add_logging_options, add_tls_client_options
+from moq.log import configure_logging
+from moq.transport.endpoint import parse_url
+from moq.transport.loop import run
+from moq.transport.tls import normalize_fingerprint
+from moq.wire.types import namespace_from_str
+
+from .ingest import IngestError, Settings, open_source
+from .packaging import parse_bitrate
+from .run import Options, PublishRun
+from .status import StatusLine
+
+EPILOG = """\
+tracks: video (H.264, avc1), audio (Opus, or AAC passed through), catalog (MSF) in --namespace.
+OBS: Settings > Stream > Service "Custom", Server rtmp://HOST:1935/live, Stream Key KEY, with
+  --input rtmp://0.0.0.0:1935/live/KEY (other apps/keys are refused).
+exit status: 0 done (--duration, end of file, SIGINT/SIGTERM), 1 internal error,
+  2 bad arguments or input, 3 relay unreachable (3 attempts) or refused the namespace.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="moq-publish", description=__doc__)
+    p = argparse.ArgumentParser(prog="moq-publish", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("url", help="relay URL: moqt://host:port/path (raw QUIC) or https://host:port/path (WebTransport)")
     p.add_argument("--namespace", required=True, help="track namespace to publish, e.g. live/demo")
     p.add_argument("--input", default="testsrc", help="testsrc, a media FILE, or rtmp://0.0.0.0:1935/live/KEY")
@@ -26,10 +46,54 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must look like 1280x720, got {text!r}") from None
+    if w < 32 or h < 32 or w % 2 or h % 2 or w > 7680 or h > 4320:
+        raise ValueError(f"--size must be even and between 32x32 and 7680x4320, got {text!r}")
+    return w, h
+
+
 def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    print("moq-publish: media publishing is not available in this version yet", file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    try:
+        width, height = _size(args.size)
+        settings = Settings(width=width, height=height, fps=args.fps, bitrate=parse_bitrate(args.video_bitrate),
+                            gop=args.gop, audio=not args.no_audio)
+        if args.fps <= 0 or args.fps > 240:
+            raise ValueError(f"--fps must be in 1..240, got {args.fps}")
+        if args.gop <= 0:
+            raise ValueError(f"--gop must be positive, got {args.gop}")
+        if args.duration is not None and args.duration <= 0:
+            raise ValueError(f"--duration must be positive, got {args.duration}")
+        namespace = namespace_from_str(args.namespace)
+        if not namespace:
+            raise ValueError("--namespace must not be empty")
+        parse_url(args.url)
+        if args.fingerprint:
+            normalize_fingerprint(args.fingerprint)
+        if args.log_level.upper() not in logging.getLevelNamesMapping():
+            raise ValueError(f"unknown --log-level {args.log_level!r}")
+    except ValueError as exc:
+        print(f"moq-publish: {exc}", file=sys.stderr)
+        return 2
+    status = StatusLine.for_terminal(args.log_format)
+    try:
+        source = open_source(args.input, settings, loop=args.loop)
+        source.check()
+    except (IngestError, ValueError) as exc:
+        print(f"moq-publish: {exc}", file=sys.stderr)
+        return 2
+    status.start()
+    configure_logging(args.log_format, args.log_level)
+    opts = Options(args.url, namespace, fingerprint=args.fingerprint, insecure=args.insecure,
+                   duration=args.duration, gop=args.gop)
+    try:
+        return run(PublishRun(source, opts, status).run())
+    finally:
+        status.stop()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ def test_help_lists_the_documented_flags(module, flags):
 
 
 def test_demo_shows_objects_flowing():
-    out = subprocess.run([sys.executable, "-m", "moq.demo", "--groups", "3", "--objects", "2", "--interval", "0.05"],
+    out = subprocess.run([sys.executable, "-m", "moq.demo", "--loopback", "--groups", "3", "--objects", "2",
+                          "--interval", "0.05"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("moqt   <- group=") == 6 and out.stdout.count("https  <- group=") == 6
@@ -92,3 +93,42 @@ def test_moq_view_reports_unreachable_relay_and_bad_fingerprint():
         return proc.returncode, err.decode()
     code, err = asyncio.run(main())
     assert code == 3 and "certificate" in err.lower()
+
+
+def _free_port(kind: int) -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_make_demo_runs_relay_and_publisher_and_prints_working_links():
+    """`make demo`: relay + moq-publish testsrc; the printed moq-view command receives media."""
+    import re
+    import socket
+
+    udp, tcp = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_STREAM)
+    demo = subprocess.Popen([sys.executable, "-m", "moq.demo", "--duration", "20", "--bind", f"127.0.0.1:{udp}",
+                             "--http", f"127.0.0.1:{tcp}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in demo.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        assert f"http://127.0.0.1:{tcp}/?url=https://127.0.0.1:{udp}/&namespace=live/demo" in text, text
+        fp = re.search(r"--fingerprint ([0-9a-f]{64})", text).group(1)
+        view = subprocess.run([sys.executable, "-m", "viewer", f"moqt://127.0.0.1:{udp}/", "--namespace", "live/demo",
+                               "--track", "all", "--duration", "3", "--json", "--fingerprint", fp],
+                              capture_output=True, text=True, timeout=60)
+        assert view.returncode == 0, view.stderr
+        objs = [json.loads(x) for x in view.stdout.splitlines()]
+        tracks = {o["track"] for o in objs if "track" in o}
+        assert {"catalog", "video", "audio"} <= tracks, tracks
+    finally:
+        demo.send_signal(2)  # SIGINT, like Ctrl-C
+        rest, err = demo.communicate(timeout=30)
+    assert demo.returncode == 0, err
+    assert "moq demo: stopped" in rest

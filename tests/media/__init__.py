@@ -1,0 +1,1 @@
+"""Publisher media tests: packaging units, and moq-publish through a relay (real processes)."""
