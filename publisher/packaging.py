@@ -1,5 +1,5 @@
 """Encoded media → MoQ objects: LOC objects, group = GOP, the MSF catalog (the H.264/AAC
-bitstream plumbing lives in `bitstream.py` and is re-exported here).
+bitstream plumbing lives in `moq.media.h264`/`moq.media.aac` and is re-exported here).
 
 Pure functions and small state machines, no I/O, no clock (times are arguments), so every
 rule here is unit-tested without a relay or an encoder:
@@ -21,23 +21,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from moq.media.aac import AacConfig, is_adts, strip_adts  # noqa: F401  (re-exported for the publisher)
 from moq.media.catalog import Catalog, CatalogTrack
-from moq.media.loc import LocProperties
-
-from .bitstream import (  # noqa: F401  (re-exported: packaging is the public face)
+from moq.media.h264 import (  # noqa: F401  (re-exported: packaging is the publisher's public face)
     NAL_AUD,
     NAL_IDR,
     NAL_PPS,
     NAL_SEI,
     NAL_SPS,
-    AacConfig,
     AvcConfig,
     BitstreamError,
     H264Normalizer,
     SpsInfo,
     annexb_to_avc,
     avc_config_from_extradata,
-    is_adts,
     is_annexb,
     is_keyframe_avc,
     join_avc,
@@ -45,8 +42,8 @@ from .bitstream import (  # noqa: F401  (re-exported: packaging is the public fa
     parse_sps,
     split_annexb,
     split_avc,
-    strip_adts,
 )
+from moq.media.loc import LocProperties
 
 # --- LOC objects -----------------------------------------------------------------------------------
 

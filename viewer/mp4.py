@@ -27,6 +27,7 @@ from fractions import Fraction
 
 import av
 
+from moq.media.aac import make_asc, parse_adts, parse_asc
 from moq.media.h264 import NAL_AUD, NAL_PPS, NAL_SPS, AvcConfig, H264Error, is_keyframe, nal_type, nal_units, to_annexb
 from moq.media.loc import LocProperties
 
@@ -34,7 +35,6 @@ TIME_BASE = Fraction(1, 1_000_000)
 # media buffered before the header is written without the tracks that are not ready yet:
 START_WAIT_US = 3_000_000  # ... when such a track has sent nothing at all
 START_WAIT_ACTIVE_US = 10_000_000  # ... when it is sending, but no key frame yet (a long GOP)
-AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 
 
 @dataclass
@@ -330,46 +330,6 @@ def _timestamp_us(props: LocProperties | None, arrival_us: int) -> int:
 
 def _layout(channels: int) -> str:
     return {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
-
-
-# --- AAC (ISO/IEC 14496-3 § 1.6.2.1 AudioSpecificConfig, § 1.A.2 ADTS) ------------------------
-
-
-def make_asc(object_type: int, samplerate: int, channels: int) -> bytes:
-    """A 2-byte AudioSpecificConfig (rates outside the index table are not supported)."""
-    index = AAC_RATES.index(samplerate) if samplerate in AAC_RATES else 3
-    return ((object_type << 11) | (index << 7) | (channels << 3)).to_bytes(2, "big")
-
-
-def parse_asc(asc: bytes) -> tuple[int, int, int]:
-    """(audio object type, sample rate, channel configuration) of an AudioSpecificConfig."""
-    if len(asc) < 2:
-        raise ValueError("AudioSpecificConfig too short")
-    bits = int.from_bytes(asc[:5].ljust(5, b"\x00"), "big")
-    object_type = bits >> 35
-    index = (bits >> 31) & 0xF
-    if index == 0xF:
-        rate = (bits >> 7) & 0xFFFFFF
-        channels = (bits >> 3) & 0xF
-    else:
-        if index >= len(AAC_RATES):
-            raise ValueError("bad AAC sampling frequency index")
-        rate = AAC_RATES[index]
-        channels = (bits >> 27) & 0xF
-    return object_type, rate, channels
-
-
-def parse_adts(frame: bytes) -> tuple[int, bytes] | None:
-    """(header length, AudioSpecificConfig) when `frame` starts with an ADTS header."""
-    if len(frame) < 7 or frame[0] != 0xFF or (frame[1] & 0xF6) != 0xF0:
-        return None
-    profile = (frame[2] >> 6) + 1
-    index = (frame[2] >> 2) & 0xF
-    channels = ((frame[2] & 0x1) << 2) | (frame[3] >> 6)
-    if index >= len(AAC_RATES):
-        return None
-    header = 7 if frame[1] & 0x1 else 9
-    return header, make_asc(profile, AAC_RATES[index], channels)
 
 
 __all__ = ["Mp4Writer", "MediaInfo", "codec_of", "make_asc", "parse_asc", "parse_adts"]
