@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.parse
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -164,7 +165,7 @@ def fit_size(width: int, height: int, max_w: int, max_h: int) -> tuple[int, int]
 # --- sources --------------------------------------------------------------------------------------
 
 
-class Source:
+class Source(ABC):
     live = False  # packets arrive in real time (no pacing needed)
     name = ""
 
@@ -180,11 +181,12 @@ class Source:
         """Ask the video encoder for an IDR soon (thread-safe; passthrough cannot)."""
         self._keyframe.set()
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - optional hook: most sources have nothing to check
         """Fail fast (IngestError) if the input cannot work; called before publishing."""
 
+    @abstractmethod
     def packets(self) -> Iterator[MediaPacket]:
-        raise NotImplementedError
+        """Encoded packets in capture order, paced at real time, until stopped or the end."""
 
     def describe(self) -> str:
         return self.name

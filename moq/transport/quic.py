@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -141,7 +142,7 @@ class App(Protocol):
 AppFactory = Callable[["ConnectionProtocol", str], App | None]
 
 
-class SessionBase:
+class SessionBase(ABC):
     """Shared TransportSession machinery (handler buffering, close-once, transmit scheduling)."""
 
     kind = ""
@@ -293,8 +294,9 @@ class SessionBase:
                 reason=info.reason if info else reason,
             )
 
-    def close(self, error_code: int = 0, reason: str = "") -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def close(self, error_code: int = 0, reason: str = "") -> None:
+        """Close the session with an application error code (raw QUIC or WebTransport way)."""
 
 
 class QuicSession(SessionBase):
