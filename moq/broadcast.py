@@ -10,13 +10,13 @@ from __future__ import annotations
 import structlog
 
 from .connection import Connection
-from .errors import RequestErrorCode, StreamResetCode
-from .fanout import SubscriberSink, subscription_start
+from .errors import RequestErrorCode
+from .fanout import SubscriberSink, accept_update, subscription_start
 from .model.track import Track
 from .session import events as ev
 from .wire import control as c
 from .wire.data import EndOfRange, FetchObject
-from .wire.types import GroupOrder, Location, Parameters, TrackNamespace, namespace_to_str
+from .wire.types import GroupOrder, Location, Parameters, TrackNamespace
 
 log = structlog.get_logger(__name__)
 
@@ -149,13 +149,8 @@ class Publisher:
         self._ns_subs.pop((id(conn), request_id), None)
 
     def on_update(self, conn: Connection, event: ev.RequestUpdateReceived) -> None:
-        conn.session.accept_update(event.update_id)
-        conn.session.apply_update(event.request_id, event.parameters)
         entry = self._sinks.get((id(conn), event.request_id))
-        flt = event.parameters.subscription_filter
-        if entry is not None and flt is not None and flt.start is not None:
-            entry[1].start, entry[1].end_group = flt.start, flt.end_group
-        conn.flush()
+        accept_update(conn, event, entry[1] if entry else None)
 
     def on_closed(self, conn: Connection) -> None:
         for key in [k for k in self._sinks if k[0] == id(conn)]:
@@ -212,8 +207,4 @@ def serve_cached_fetch(session, rid: int, track: Track, start: Location, end: Lo
     session.data.end_fetch_stream(rid)
 
 
-def describe(ns: TrackNamespace, name: bytes) -> str:
-    return f"{namespace_to_str(ns)}:{name.decode('utf-8', 'replace')}"
-
-
-__all__ = ["Publisher", "SubscriberSink", "StreamResetCode"]
+__all__ = ["Publisher", "SubscriberSink"]

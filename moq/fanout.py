@@ -55,6 +55,12 @@ class SubscriberSink:
     dropped_groups: int = 0
     sent_objects: int = 0
 
+    def update(self, params: Parameters) -> None:
+        """A REQUEST_UPDATE's new Subscription Filter (forward state lives in the session)."""
+        flt = params.subscription_filter
+        if flt is not None and flt.start is not None:
+            self.start, self.end_group = flt.start, flt.end_group
+
     @property
     def forwarding(self) -> bool:
         req = self.conn.session._requests.get(self.request_id)
@@ -142,3 +148,13 @@ class SubscriberSink:
             return
         self.conn.session.publish_done(self.request_id, status_code, reason)
         self.conn.flush()
+
+
+def accept_update(conn: Connection, event, sink: SubscriberSink | None) -> None:
+    """Accept a peer's REQUEST_UPDATE: answer it, record it in the session (forward state,
+    priority) and narrow or widen the sink's filter."""
+    conn.session.accept_update(event.update_id)
+    conn.session.apply_update(event.request_id, event.parameters)
+    if sink is not None:
+        sink.update(event.parameters)
+    conn.flush()

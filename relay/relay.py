@@ -19,7 +19,7 @@ import structlog
 from moq.broadcast import cache_covers, joining_range, serve_cached_fetch
 from moq.connection import Connection, FetchResult, RequestRejectedError, Subscription
 from moq.errors import PublishDoneCode, RequestErrorCode, SessionClosedError, SessionErrorCode, StreamResetCode
-from moq.fanout import SubscriberSink, subscription_start
+from moq.fanout import SubscriberSink, accept_update, subscription_start
 from moq.model.track import Track
 from moq.session import events as ev
 from moq.wire import control as c
@@ -201,14 +201,9 @@ class Relay:
         conn.flush()
 
     def on_update(self, conn: Connection, event: ev.RequestUpdateReceived) -> None:
-        conn.session.accept_update(event.update_id)
-        conn.session.apply_update(event.request_id, event.parameters)
-        rt = self.downstream.get((id(conn), event.request_id))
-        flt = event.parameters.subscription_filter
-        if rt is not None and flt is not None and flt.start is not None:
-            sink = rt.sinks[(id(conn), event.request_id)]
-            sink.start, sink.end_group = flt.start, flt.end_group
-        conn.flush()
+        key = (id(conn), event.request_id)
+        rt = self.downstream.get(key)
+        accept_update(conn, event, rt.sinks.get(key) if rt else None)
 
     def on_cancelled(self, conn: Connection, request_id: int, error_code: int) -> None:
         key = (id(conn), request_id)

@@ -239,3 +239,27 @@ def test_goaway_and_session_loss(scheme):
             with pytest.raises(SessionClosedError):
                 await s.client.subscribe(NS, b"video")
     asyncio.run(main())
+
+
+def test_request_update_changes_forward_state_and_filter(scheme):
+    async def main():
+        async with Served(scheme) as s:
+            track = s.pub.create_track(NS, b"video")
+            sub = await s.client.subscribe(NS, b"video")
+            write_group(track, 0, 2)
+            assert [(o.group_id, o.object_id) for o in await take(sub, 2)] == [(0, 0), (0, 1)]
+            await s.client.request_update(sub.request_id, Parameters(forward=0))
+            write_group(track, 1, 2)  # not forwarded
+            await s.client.request_update(sub.request_id, Parameters(forward=1, subscription_filter=SubscriptionFilter(
+                FilterType.ABSOLUTE_RANGE, Location(2, 1), 1)))
+            for g in range(2, 5):
+                write_group(track, g, 2)
+            got = await take(sub, 3)
+            assert [(o.group_id, o.object_id) for o in got] == [(2, 1), (3, 0), (3, 1)]
+            rest = await asyncio.wait_for(_remaining(sub), 5)  # ends at PUBLISH_DONE after group 3
+            assert rest == [] and sub.done is not None
+    asyncio.run(main())
+
+
+async def _remaining(sub) -> list:
+    return [(o.group_id, o.object_id) async for o in sub]
