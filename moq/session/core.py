@@ -36,6 +36,7 @@ from ..wire.varint import decode_varint
 from . import events as ev
 from .commands import DEFAULT_PUBLISHER_PRIORITY, RequestCommands
 from .dataplane import DataPlane
+from .outbox import Outbox
 from .requests import KIND_OF, Kind, Request, State, prefixes_overlap
 
 MANDATORY_PROPERTY_RANGE = range(0x4000, 0x8000)
@@ -78,7 +79,7 @@ class Session(RequestCommands):
         self.webtransport = webtransport
         self.config = config or SessionConfig()
         self._open_stream = open_stream
-        self._actions: list[ev.Action] = []
+        self._actions = Outbox()
         self._events: deque[ev.Event] = deque()
         self.closed: ev.SessionTerminated | None = None
         self.setup_sent = False
@@ -103,12 +104,17 @@ class Session(RequestCommands):
         self._goaway_sent_id: int | None = None
         self.goaway_received: ev.GoawayReceived | None = None
         self._next_alias = 0
-        self.data = DataPlane(self)
+        self.data = DataPlane(self._actions, self._events.append, self._requests, open_stream, self.config,
+                              self._fetch_done)
 
     # --- plumbing ----------------------------------------------------------------
     def take_actions(self) -> list[ev.Action]:
-        out, self._actions = self._actions, []
-        return out
+        return self._actions.take()
+
+    def on_output(self, wake: Callable[[], None] | None) -> None:
+        """Call `wake()` whenever an action is queued while none were pending (an adapter
+        schedules one flush for a burst of writes)."""
+        self._actions.wake = wake
 
     def next_event(self) -> ev.Event | None:
         return self._events.popleft() if self._events else None
@@ -192,8 +198,7 @@ class Session(RequestCommands):
 
     def receive_datagram(self, data: bytes, now: float = 0.0) -> None:
         if self.ready:
-            self.data._now = now
-            self._guard(self.data.receive_datagram, data)
+            self._guard(self.data.receive_datagram, data, now)
 
     def handle_timer(self, now: float) -> None:
         self._guard(self.data.expire, now)
@@ -582,6 +587,16 @@ class Session(RequestCommands):
             req.send_closed = req.recv_closed = True
         self._forget(req)
 
+    def _fetch_done(self, req: Request, forget_only: bool) -> None:
+        """A fetch's data stream is complete (we received all of it, or sent it all)."""
+        if not req.send_closed:
+            self._send(req.stream_id, b"", True)
+            req.send_closed = True
+        if forget_only:
+            self._forget(req)
+        else:
+            self._finish(req)
+
     def _forget(self, req: Request) -> None:
         self._requests.pop(req.request_id, None)
         if self._by_stream.pop(req.stream_id, None) is not None and not req.outgoing:
@@ -591,6 +606,10 @@ class Session(RequestCommands):
                 self._retired.discard(self._retired_order.popleft())
         for uid in req.updates_in_flight:
             self._update_owner.pop(uid, None)
+
+    def has_request(self, request_id: int) -> bool:
+        """The request is open (not yet finished, cancelled or refused)."""
+        return request_id in self._requests
 
     def request(self, request_id: int) -> Request:
         req = self._requests.get(request_id)

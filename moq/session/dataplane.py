@@ -5,11 +5,17 @@ Sending is the relay's hot path: a header is encoded once per stream, each objec
 few varints, and payloads pass through as given (bytes or memoryview), never copied here.
 Receiving tolerates the reordering the draft allows: a stream whose Track Alias is not
 known yet is held (bounded in bytes and time) until SUBSCRIBE_OK/PUBLISH names it.
+
+The data plane knows nothing of the session object: it writes actions to an output
+queue and events to an emit callback, reads the request table, and hands a finished
+fetch back through one callback (as aioquic's stream sender knows nothing of its
+connection).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -30,7 +36,8 @@ from . import events as ev
 from .requests import Kind, Request, State
 
 if TYPE_CHECKING:
-    from .core import Session
+    from .core import SessionConfig
+    from .outbox import Outbox
 
 RETIRED_ALIASES = 1024
 HELD_DATAGRAMS = 256
@@ -71,8 +78,20 @@ class _InStream:
 
 
 class DataPlane:
-    def __init__(self, session: Session) -> None:
-        self.s = session
+    """`fetch_done(req, forget_only)`: a fetch's data is complete; the session closes the
+    request (FIN on its request stream if still open) and forgets or finishes it."""
+
+    def __init__(
+        self, actions: Outbox, emit: Callable[[ev.Event], None], requests: dict[int, Request],
+        open_stream: Callable[[bool], int], config: SessionConfig,
+        fetch_done: Callable[[Request, bool], None],
+    ) -> None:
+        self._actions = actions
+        self._emit = emit
+        self._requests = requests
+        self._open_stream = open_stream
+        self.config = config
+        self._fetch_done = fetch_done
         self._in: dict[int, _InStream] = {}
         self._out: dict[int, _OutStream] = {}
         self._fetch_out: dict[int, _OutStream] = {}  # request_id -> its fetch stream
@@ -134,13 +153,13 @@ class DataPlane:
         st = self._in.get(sid)
         if st is None:
             st = self._in[sid] = _InStream(
-                UniStreamDecoder(self.s.config.max_object_size, self._fetch_descending), since=now)
+                UniStreamDecoder(self.config.max_object_size, self._fetch_descending), since=now)
         try:
             items = st.decoder.feed(data, fin)
         except StreamResetError as exc:
             self._abandon(sid, exc.code)
             if st.req is not None and isinstance(st.header, SubgroupHeader):
-                self.s._events.append(ev.DataStreamEnded(
+                self._emit(ev.DataStreamEnded(
                     st.req.request_id, sid, st.header.group_id, st.subgroup_id, exc.code, abandoned=True))
             return
         st.fin = st.fin or fin
@@ -159,14 +178,14 @@ class DataPlane:
         self._deliver(sid, st, items)
 
     def _fetch_descending(self, request_id: int) -> bool:
-        req = self.s._requests.get(request_id)
+        req = self._requests.get(request_id)
         params = getattr(req.message, "parameters", None) if req is not None else None
         return params is not None and params.group_order == GroupOrder.DESCENDING
 
     def _attach(self, sid: int, st: _InStream, header: SubgroupHeader | FetchHeader) -> None:
         st.header = header
         if isinstance(header, FetchHeader):
-            req = self.s._requests.get(header.request_id)
+            req = self._requests.get(header.request_id)
             if req is None or not req.outgoing or req.kind is not Kind.FETCH:
                 self._abandon(sid, StreamResetCode.CANCELLED)
                 return
@@ -192,7 +211,7 @@ class DataPlane:
         if st is not None:
             self._held_bytes -= st.held_bytes
             if not st.fin:
-                self.s._actions.append(ev.StopSending(sid, code))
+                self._actions.append(ev.StopSending(sid, code))
 
     def _deliver(self, sid: int, st: _InStream, items: list) -> None:
         if sid not in self._in:
@@ -203,11 +222,11 @@ class DataPlane:
             size = sum(len(i.payload) for i in items)
             st.held_bytes += size
             self._held_bytes += size
-            if self._held_bytes > self.s.config.max_alias_wait_bytes:
+            if self._held_bytes > self.config.max_alias_wait_bytes:
                 self._abandon(sid, StreamResetCode.EXCESSIVE_LOAD)
             return
         rid = req.request_id
-        emit = self.s._events.append
+        emit = self._emit
         header = st.header
         if isinstance(header, SubgroupHeader):
             prio = header.publisher_priority if header.publisher_priority is not None else req.default_priority
@@ -231,10 +250,7 @@ class DataPlane:
             group = header.group_id if isinstance(header, SubgroupHeader) else None
             emit(ev.DataStreamEnded(rid, sid, group, st.subgroup_id, None, fetch=isinstance(header, FetchHeader)))
             if isinstance(header, FetchHeader) and req.responded:  # the fetch is complete
-                if not req.send_closed:
-                    self.s._send(req.stream_id, b"", True)
-                    req.send_closed = True
-                self.s._finish(req)
+                self._fetch_done(req, False)
 
     def receive_reset(self, sid: int, code: int) -> None:
         st = self._in.pop(sid, None)
@@ -244,11 +260,12 @@ class DataPlane:
         if st.req is not None and st.header is not None:
             header = st.header
             group = header.group_id if isinstance(header, SubgroupHeader) else None
-            self.s._events.append(ev.DataStreamEnded(
+            self._emit(ev.DataStreamEnded(
                 st.req.request_id, sid, group, st.subgroup_id, code, fetch=isinstance(header, FetchHeader)
             ))
 
-    def receive_datagram(self, data: bytes) -> None:
+    def receive_datagram(self, data: bytes, now: float) -> None:
+        self._now = now
         dg = decode_datagram(data)
         if dg is None:
             return
@@ -262,14 +279,14 @@ class DataPlane:
         req = self._aliases[dg.track_alias]
         prio = dg.publisher_priority if dg.publisher_priority is not None else req.default_priority
         status = dg.status if dg.status is not None else ObjectStatus.NORMAL
-        self.s._events.append(ev.ObjectReceived(
+        self._emit(ev.ObjectReceived(
             req.request_id, dg.group_id, None, dg.object_id, prio, status, dg.payload, dg.properties or b"", None,
             end_of_group=dg.end_of_group,
         ))
 
     def expire(self, now: float) -> None:
         self._now = now
-        limit = now - self.s.config.alias_wait
+        limit = now - self.config.alias_wait
         while self._held_datagrams and self._held_datagrams[0][0] <= limit:
             self._held_datagrams.popleft()
         for alias, sids in list(self._waiting.items()):
@@ -291,7 +308,7 @@ class DataPlane:
         times = [self._in[s].since for sids in self._waiting.values() for s in sids if s in self._in]
         if self._held_datagrams:
             times.append(self._held_datagrams[0][0])
-        return min(times) + self.s.config.alias_wait if times else None
+        return min(times) + self.config.alias_wait if times else None
 
     # --- request lifecycle ----------------------------------------------------------------
     def end_request(self, req: Request, reset_code: int | None) -> None:
@@ -301,9 +318,9 @@ class DataPlane:
             if out is None:
                 continue
             if reset_code is None:
-                self.s._actions.append(ev.SendStreamData(sid, b"", True))
+                self._actions.append(ev.SendStreamData(sid, b"", True))
             else:
-                self.s._actions.append(ev.ResetStream(sid, reset_code))
+                self._actions.append(ev.ResetStream(sid, reset_code))
         req.data_streams.clear()
         self._fetch_out.pop(req.request_id, None)
         if reset_code is not None and not req.we_publish:
@@ -319,11 +336,11 @@ class DataPlane:
         out = self._out.pop(sid, None)
         if out is not None:
             out.req.data_streams.discard(sid)
-            self.s._actions.append(ev.ResetStream(sid, StreamResetCode.CANCELLED))
+            self._actions.append(ev.ResetStream(sid, StreamResetCode.CANCELLED))
 
     # --- sending: subgroups ------------------------------------------------------------------
     def _publishing(self, request_id: int) -> Request:
-        req = self.s._requests.get(request_id)
+        req = self._requests.get(request_id)
         if req is None or not req.we_publish or req.track_alias is None:
             raise LocalUsageError(f"request {request_id} is not an established subscription we publish")
         return req
@@ -338,13 +355,13 @@ class DataPlane:
         header = SubgroupHeader(
             req.track_alias, group_id, subgroup_id, publisher_priority, has_properties, end_of_group, first_object  # type: ignore[arg-type]
         )
-        sid = self.s._open_stream(True)
+        sid = self._open_stream(True)
         pub_prio = req.default_priority if publisher_priority is None else publisher_priority
         self._out[sid] = _OutStream(sid, req, group_id, subgroup_id, has_properties, publisher_priority=pub_prio)
         req.data_streams.add(sid)
         req.streams_opened += 1
-        self.s._actions.append(ev.SetStreamPriority(sid, priority_key(req, pub_prio, group_id, subgroup_id or 0)))
-        self.s._actions.append(ev.SendStreamData(sid, header.encode()))
+        self._actions.append(ev.SetStreamPriority(sid, priority_key(req, pub_prio, group_id, subgroup_id or 0)))
+        self._actions.append(ev.SendStreamData(sid, header.encode()))
         return sid
 
     def reprioritize(self, req: Request) -> None:
@@ -353,73 +370,96 @@ class DataPlane:
             out = self._out.get(sid)
             if out is not None and out.fetch is None:
                 key = priority_key(req, out.publisher_priority, out.group_id or 0, out.subgroup_id or 0)
-                self.s._actions.append(ev.SetStreamPriority(sid, key))
+                self._actions.append(ev.SetStreamPriority(sid, key))
 
     def send_object(
         self, stream_id: int, object_id: int, payload: bytes | memoryview = b"", *,
-        status: int = ObjectStatus.NORMAL, properties: bytes = b"",
-    ) -> None:
+        status: int = ObjectStatus.NORMAL, properties: bytes = b"", wire: dict | None = None,
+    ) -> bool:
+        """Send one object on an open subgroup stream; False when the stream is gone
+        (cancelled by STOP_SENDING or unsubscribe: the object is dropped).
+
+        `wire` memoizes the per-object fields for every stream sending this same object:
+        they depend only on the previous object ID on the stream (and the PROPERTIES
+        bit), so subscribers in step share one encoding.  The payload is passed on as
+        given, never copied."""
         out = self._out.get(stream_id)
         if out is None or out.fetch is not None:
-            return  # stream was cancelled (STOP_SENDING/unsubscribe): drop silently
-        head = encode_subgroup_object(
-            out.prev_object_id, object_id, len(payload), status=status,
-            properties=properties if out.has_properties else None,
-        )
+            return False
         if not out.has_properties and properties:
             raise LocalUsageError("open the subgroup with has_properties=True to send properties")
+        prev = out.prev_object_id
+        key = (prev, out.has_properties)
+        head = wire.get(key) if wire is not None else None
+        if head is None:
+            head = encode_subgroup_object(
+                prev, object_id, len(payload), status=status, properties=properties if out.has_properties else None,
+            )
+            if wire is not None:
+                wire[key] = head
         out.prev_object_id = object_id
         if out.subgroup_id is None:
             out.subgroup_id = object_id
-        actions = self.s._actions
+        actions = self._actions
         actions.append(ev.SendStreamData(stream_id, head))
         if payload:
             actions.append(ev.SendStreamData(stream_id, payload))
         self._track_largest(out.req, out.group_id, object_id)  # type: ignore[arg-type]
+        return True
 
     def end_subgroup(self, stream_id: int) -> None:
         out = self._out.pop(stream_id, None)
         if out is not None:
             out.req.data_streams.discard(stream_id)
-            self.s._actions.append(ev.SendStreamData(stream_id, b"", True))
+            self._actions.append(ev.SendStreamData(stream_id, b"", True))
 
     def reset_subgroup(self, stream_id: int, error_code: int = StreamResetCode.CANCELLED) -> None:
         out = self._out.pop(stream_id, None)
         if out is not None:
             out.req.data_streams.discard(stream_id)
-            self.s._actions.append(ev.ResetStream(stream_id, error_code))
+            self._actions.append(ev.ResetStream(stream_id, error_code))
 
     def is_open(self, stream_id: int) -> bool:
         return stream_id in self._out
 
     @staticmethod
     def _track_largest(req: Request, group: int, obj: int) -> None:
-        loc = Location(group, obj)
-        if req.largest is None or loc > req.largest:
-            req.largest = loc
+        largest = req.largest
+        if largest is None or group > largest[0] or (group == largest[0] and obj > largest[1]):
+            req.largest = Location(group, obj)
 
-    def send_datagram(self, request_id: int, dg: ObjectDatagram) -> None:
+    def send_datagram(self, request_id: int, dg: ObjectDatagram, *, wire: dict | None = None) -> None:
+        """Send an object as a datagram under this subscription's track alias.  `wire`
+        memoizes the encoded datagram per alias for every subscriber of the same object
+        (a datagram is one buffer, so it holds its own copy of the payload: once per
+        alias, not once per subscriber)."""
         req = self._publishing(request_id)
-        if dg.track_alias != req.track_alias:
-            dg = replace(dg, track_alias=req.track_alias)  # type: ignore[arg-type]
-        self.s._actions.append(ev.SendDatagram(dg.encode()))
+        alias = req.track_alias
+        data = wire.get(alias) if wire is not None else None
+        if data is None:
+            if dg.track_alias != alias:
+                dg = replace(dg, track_alias=alias)  # type: ignore[arg-type]
+            data = dg.encode()
+            if wire is not None:
+                wire[alias] = data
+        self._actions.append(ev.SendDatagram(data))
         self._track_largest(req, dg.group_id, dg.object_id)
 
     # --- sending: fetch ------------------------------------------------------------------------
     def open_fetch_stream(self, request_id: int) -> int:
-        req = self.s._requests.get(request_id)
+        req = self._requests.get(request_id)
         if req is None or req.outgoing or req.kind is not Kind.FETCH:
             raise LocalUsageError(f"request {request_id} is not an incoming FETCH")
         if request_id in self._fetch_out:
             raise LocalUsageError("fetch stream already open")
-        sid = self.s._open_stream(True)
+        sid = self._open_stream(True)
         order = req.message.parameters.group_order  # type: ignore[attr-defined]
         out = _OutStream(sid, req, None, None, fetch=FetchObjectCodec(order == GroupOrder.DESCENDING))
         self._out[sid] = out
         self._fetch_out[request_id] = out
         req.data_streams.add(sid)
-        self.s._actions.append(ev.SetStreamPriority(sid, (PRIORITY_OBJECTS, req.subscriber_priority, 128, 0, 0)))
-        self.s._actions.append(ev.SendStreamData(sid, FetchHeader(request_id).encode()))
+        self._actions.append(ev.SetStreamPriority(sid, (PRIORITY_OBJECTS, req.subscriber_priority, 128, 0, 0)))
+        self._actions.append(ev.SendStreamData(sid, FetchHeader(request_id).encode()))
         return sid
 
     def send_fetch_object(self, request_id: int, item: FetchObject | EndOfRange) -> None:
@@ -427,18 +467,14 @@ class DataPlane:
         if out is None:
             return  # cancelled
         head = out.fetch.encode(item)  # type: ignore[union-attr]
-        self.s._actions.append(ev.SendStreamData(out.stream_id, head))
+        self._actions.append(ev.SendStreamData(out.stream_id, head))
         if isinstance(item, FetchObject) and item.payload:
-            self.s._actions.append(ev.SendStreamData(out.stream_id, item.payload))
+            self._actions.append(ev.SendStreamData(out.stream_id, item.payload))
 
     def end_fetch_stream(self, request_id: int) -> None:
         out = self._fetch_out.pop(request_id, None)
         if out is not None:
             self._out.pop(out.stream_id, None)
             out.req.data_streams.discard(out.stream_id)
-            self.s._actions.append(ev.SendStreamData(out.stream_id, b"", True))
-            req = out.req
-            if not req.send_closed:
-                self.s._send(req.stream_id, b"", True)
-                req.send_closed = True
-            self.s._forget(req)
+            self._actions.append(ev.SendStreamData(out.stream_id, b"", True))
+            self._fetch_done(out.req, True)
