@@ -11,7 +11,7 @@ import structlog
 
 from .connection import Connection
 from .errors import RequestErrorCode
-from .fanout import SubscriberSink, accept_update, subscription_start
+from .fanout import SubscriberSink, accept_update, sink_state, subscription_start
 from .model.track import Track
 from .session import events as ev
 from .wire import control as c
@@ -36,8 +36,7 @@ class Publisher:
         self.tracks[(track.namespace, track.name)] = track
         for (_, rid), (conn, prefix) in list(self._ns_subs.items()):
             if is_new and track.namespace[: len(prefix)] == prefix and not conn.is_closed:
-                conn.session.send_namespace(rid, track.namespace[len(prefix):])
-                conn.flush()
+                conn.send_namespace(rid, track.namespace[len(prefix):])
         return track
 
     def create_track(self, namespace: TrackNamespace, name: bytes, **kwargs) -> Track:
@@ -60,44 +59,42 @@ class Publisher:
         elif isinstance(event, ev.TrackStatusRequested):
             track = self.tracks.get((msg.track_namespace, msg.track_name))  # type: ignore[attr-defined]
             if track is None:
-                conn.session.reject(event.request_id, RequestErrorCode.DOES_NOT_EXIST, "no such track")
+                conn.reject(event.request_id, RequestErrorCode.DOES_NOT_EXIST, "no such track")
             else:
-                conn.session.accept(event.request_id, Parameters(largest_object=track.largest), track.properties)
+                conn.accept(event.request_id, Parameters(largest_object=track.largest), track.properties)
         elif isinstance(event, ev.SubscribeNamespaceRequested):
             prefix = msg.track_namespace_prefix  # type: ignore[attr-defined]
-            conn.session.accept(event.request_id)
+            conn.accept(event.request_id)
             self._ns_subs[(id(conn), event.request_id)] = (conn, prefix)
             for ns in sorted(self.namespaces()):
                 if ns[: len(prefix)] == prefix:
-                    conn.session.send_namespace(event.request_id, ns[len(prefix):])
+                    conn.send_namespace(event.request_id, ns[len(prefix):])
         elif isinstance(event, ev.PublishNamespaceRequested | ev.PublishRequested):
-            conn.session.reject(event.request_id, RequestErrorCode.UNINTERESTED, "not a relay")
+            conn.reject(event.request_id, RequestErrorCode.UNINTERESTED, "not a relay")
         else:
-            conn.session.reject(event.request_id, RequestErrorCode.NOT_SUPPORTED, "not supported")
-        conn.flush()
+            conn.reject(event.request_id, RequestErrorCode.NOT_SUPPORTED, "not supported")
 
     def _subscribe(self, conn: Connection, rid: int, msg: c.Subscribe) -> None:
         track = self.tracks.get((msg.track_namespace, msg.track_name))
         if track is None:
-            conn.session.reject(rid, RequestErrorCode.DOES_NOT_EXIST, "no such track")
+            conn.reject(rid, RequestErrorCode.DOES_NOT_EXIST, "no such track")
             return
         largest = track.largest
         window = subscription_start(track, msg.parameters)
         if isinstance(window, str):
-            conn.session.reject(rid, RequestErrorCode.INVALID_RANGE, window)
+            conn.reject(rid, RequestErrorCode.INVALID_RANGE, window)
             return
         start, end_group = window
         if track.ended is not None:
-            conn.session.reject(rid, RequestErrorCode.DOES_NOT_EXIST, "track ended")
+            conn.reject(rid, RequestErrorCode.DOES_NOT_EXIST, "track ended")
             return
-        conn.session.accept_subscribe(rid, largest=largest, track_properties=track.properties)
-        sink = SubscriberSink(conn, rid, start, end_group, joining=largest)
+        conn.accept_subscribe(rid, largest=largest, track_properties=track.properties)
+        sink = SubscriberSink(conn, rid, start, end_group, joining=largest, **sink_state(msg.parameters))
         self._sinks[(id(conn), rid)] = (track, sink)
         track.add_sink(sink)
         log.info("subscribe_accepted", track=repr(track), request_id=rid, start=tuple(start), peer=conn.transport.peer)
 
     def _fetch(self, conn: Connection, rid: int, msg: c.Fetch) -> None:
-        session = conn.session
         if msg.standalone is not None:
             s = msg.standalone
             track = self.tracks.get((s.track_namespace, s.track_name))
@@ -106,18 +103,17 @@ class Publisher:
             j = msg.joining
             entry = self._sinks.get((id(conn), j.joining_request_id))  # type: ignore[union-attr]
             if entry is None:
-                session.reject(rid, RequestErrorCode.INVALID_JOINING_REQUEST_ID, "not a subscription")
+                conn.reject(rid, RequestErrorCode.INVALID_JOINING_REQUEST_ID, "not a subscription")
                 return
             track, sink = entry
             if sink.joining is None:
-                session.reject(rid, RequestErrorCode.INVALID_RANGE, "no objects published yet")
+                conn.reject(rid, RequestErrorCode.INVALID_RANGE, "no objects published yet")
                 return
             start, end = joining_range(msg, sink.joining)
         if track is None:
-            session.reject(rid, RequestErrorCode.DOES_NOT_EXIST, "no such track")
+            conn.reject(rid, RequestErrorCode.DOES_NOT_EXIST, "no such track")
             return
-        serve_cached_fetch(session, rid, track, start, end, msg.parameters.group_order == GroupOrder.DESCENDING)
-        conn.flush()
+        serve_cached_fetch(conn, rid, track, start, end, msg.parameters.group_order == GroupOrder.DESCENDING)
 
     async def push(self, conn: Connection, track: Track, *, timeout: float | None = 10.0) -> int:
         """PUBLISH `track` to the peer (push mode) and feed it once PUBLISH_OK arrives;
@@ -125,17 +121,17 @@ class Publisher:
         self.connections.add(conn)
         if (track.namespace, track.name) not in self.tracks:
             self.add_track(track)
-        rid = conn.session.publish(track.namespace, track.name, Parameters(largest_object=track.largest),
-                                   track.properties)
+        rid = conn.publish(track.namespace, track.name, Parameters(largest_object=track.largest), track.properties)
         largest = track.largest
         start = Location(largest.group, largest.object + 1) if largest else Location(0, 0)
         sink = SubscriberSink(conn, rid, start, joining=largest)
         self._sinks[(id(conn), rid)] = (track, sink)
         try:
-            await conn._await(rid, timeout)
+            ok = await conn.wait_response(rid, timeout)
         except BaseException:
             self._sinks.pop((id(conn), rid), None)
             raise
+        sink.update(Parameters(forward=ok.parameters.forward, subscriber_priority=ok.parameters.subscriber_priority))
         track.add_sink(sink)
         log.info("publish_accepted", track=repr(track), request_id=rid, peer=conn.transport.peer)
         return rid
@@ -182,29 +178,28 @@ def cache_covers(track: Track, start: Location) -> bool:
     return track.largest is not None and oldest is not None and oldest <= start
 
 
-def serve_cached_fetch(session, rid: int, track: Track, start: Location, end: Location, descending: bool) -> None:
+def serve_cached_fetch(conn: Connection, rid: int, track: Track, start: Location, end: Location,
+                       descending: bool) -> None:
     """Answer a FETCH of [start, end) from the track's cache: FETCH_OK, then the objects on
     one fetch stream in the requested group order (§ Fetch Handling)."""
     largest = track.largest
     if largest is None or start > largest:
-        session.reject(rid, RequestErrorCode.INVALID_RANGE, "nothing published in that range")
+        conn.reject(rid, RequestErrorCode.INVALID_RANGE, "nothing published in that range")
         return
     cap = Location(largest.group, largest.object + 1)
     end_excl = Location(end.group + 1, 0) if end.object == 0 else end
     if end_excl > cap:
         end = cap
-    session.accept_fetch(rid, end, end_of_track=track.ended is not None and end == cap,
-                         track_properties=track.properties)
-    session.data.open_fetch_stream(rid)
+    conn.accept_fetch(rid, end, end_of_track=track.ended is not None and end == cap, track_properties=track.properties)
     oldest = track.oldest_cached()
     if oldest is not None and start < oldest and not descending and oldest.object > 0:
-        session.data.send_fetch_object(rid, EndOfRange(oldest.group, oldest.object - 1, unknown=True))
+        conn.send_fetch_object(rid, EndOfRange(oldest.group, oldest.object - 1, unknown=True))
     for obj in track.range(start, end, descending):
-        session.data.send_fetch_object(rid, FetchObject(
+        conn.send_fetch_object(rid, FetchObject(
             obj.group_id, obj.subgroup_id, obj.object_id,
             obj.priority if obj.priority is not None else track.priority, obj.payload, obj.properties,
         ))
-    session.data.end_fetch_stream(rid)
+    conn.end_fetch(rid)
 
 
 __all__ = ["Publisher", "SubscriberSink"]

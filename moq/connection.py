@@ -2,13 +2,22 @@
 adapter and turns its events into awaitables and async iterators.
 
 Incoming requests go to a `RequestHandler` (synchronous callbacks, so the relay's and
-publisher's hot paths never wait on the event loop).  Without a handler, the peer's
-requests are refused with NOT_SUPPORTED.
+publisher's hot paths never wait on the event loop); it answers them with the responder
+methods here (accept, reject, accept_subscribe, serve a fetch, namespaces, PUBLISH_DONE).
+Without a handler, the peer's requests are refused with NOT_SUPPORTED.
+
+Nobody flushes by hand.  After each transport event the session's actions are carried
+out and its events dispatched; writes made from elsewhere (a relay writing an object to
+a subscriber's session while it handles the publisher's event) mark the connection
+dirty, and every dirty connection is flushed once per event-loop turn, so a burst of
+objects costs one pass per connection, not one per object.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -20,7 +29,8 @@ from .session import Role, Session, SessionConfig
 from .session import events as ev
 from .transport import base as tb
 from .wire import control as c
-from .wire.types import EMPTY_PARAMETERS, Location, Parameters, TrackNamespace
+from .wire.data import EndOfRange, FetchObject
+from .wire.types import EMPTY_PARAMETERS, KeyValuePairs, Location, Parameters, TrackNamespace
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +53,7 @@ class ObjectListener(Protocol):
 
     def on_object(self, event: ev.ObjectReceived) -> None: ...
     def on_stream_end(self, event: ev.DataStreamEnded) -> None: ...
-    def on_done(self, stream: _Stream) -> None: ...
+    def on_done(self, stream: ObjectStream) -> None: ...
 
 
 class RequestHandler(Protocol):
@@ -55,37 +65,88 @@ class RequestHandler(Protocol):
     def on_closed(self, conn: Connection) -> None: ...
 
 
+class ObjectQueue:
+    """A bounded FIFO of received objects that can be ended: the end is never refused by
+    the bound, and once ended every reader (now or later) sees it."""
+
+    __slots__ = ("items", "maxsize", "ended", "_getters")
+
+    def __init__(self, maxsize: int = DEFAULT_QUEUE) -> None:
+        self.items: deque = deque()
+        self.maxsize = maxsize
+        self.ended = False
+        self._getters: deque[asyncio.Future] = deque()
+
+    def put(self, item) -> bool:
+        """Queue `item`; False (dropped) when full or ended."""
+        if self.ended or len(self.items) >= self.maxsize:
+            return False
+        self.items.append(item)
+        self._wake_one()
+        return True
+
+    def _wake_one(self) -> None:
+        while self._getters:
+            fut = self._getters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    def end(self) -> None:
+        self.ended = True
+        while self._getters:
+            fut = self._getters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+
+    async def get(self):
+        """The next item, or None once the queue is ended and drained."""
+        while not self.items:
+            if self.ended:
+                return None
+            fut = asyncio.get_running_loop().create_future()
+            self._getters.append(fut)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled() and self.items:  # pass our wake-up on
+                    self._wake_one()
+                raise
+        return self.items.popleft()
+
+    def qsize(self) -> int:
+        return len(self.items)
+
+
 @dataclass(eq=False)
-class _Stream:
+class ObjectStream:
     """Objects of one subscription or fetch, as an async iterator with a bounded queue."""
 
     conn: Connection
     request_id: int
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(DEFAULT_QUEUE))
+    queue: ObjectQueue = field(default_factory=ObjectQueue)
     ended: bool = False
     dropped: int = 0
     error: BaseException | None = None
     listener: ObjectListener | None = None
 
-    def _put(self, item) -> None:
+    def deliver(self, item) -> None:
+        """An object for this stream (called by the Connection)."""
         if self.ended:
             return
         if self.listener is not None:
             self.listener.on_object(item)
-            return
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
+        elif not self.queue.put(item):
             self.dropped += 1
 
-    def _end(self, error: BaseException | None = None) -> None:
+    def finish(self, error: BaseException | None = None) -> None:
+        """No more objects (called by the Connection, or by close())."""
         if not self.ended:
             self.ended = True
             self.error = error
             if self.listener is not None:
                 self.listener.on_done(self)
-            self.queue._queue.append(None)  # type: ignore[attr-defined]  # sentinel past the bound
-            self.queue._wakeup_next(self.queue._getters)  # type: ignore[attr-defined]
+            self.queue.end()
 
     def __aiter__(self) -> AsyncIterator[ev.ObjectReceived]:
         return self
@@ -93,7 +154,6 @@ class _Stream:
     async def __anext__(self) -> ev.ObjectReceived:
         item = await self.queue.get()
         if item is None:
-            self.queue._queue.append(None)  # type: ignore[attr-defined]  # stay ended for other readers
             if self.error is not None:
                 raise self.error
             raise StopAsyncIteration
@@ -101,14 +161,14 @@ class _Stream:
 
 
 @dataclass(eq=False)
-class Subscription(_Stream):
+class Subscription(ObjectStream):
     """A track we subscribed to (SUBSCRIBE) or accepted (PUBLISH)."""
 
     track_alias: int = 0
     parameters: Parameters = field(default_factory=Parameters)
     track_properties: tuple = ()
     done: ev.PublishDoneReceived | None = None
-    _streams_ended: int = 0
+    streams_ended: int = 0
 
     @property
     def largest(self) -> Location | None:
@@ -117,25 +177,57 @@ class Subscription(_Stream):
     def close(self) -> None:
         """Unsubscribe (cancel the request stream)."""
         if not self.ended:
-            self.conn.session.cancel(self.request_id)
-            self.conn.flush()
-            self._end()
+            self.conn.cancel(self.request_id)
+            self.finish()
 
-    def _maybe_finish(self) -> None:
-        if self.done is not None and self._streams_ended >= self.done.stream_count:
-            self._end()
+    def maybe_finish(self) -> None:
+        if self.done is not None and self.streams_ended >= self.done.stream_count:
+            self.finish()
 
 
 @dataclass(eq=False)
-class FetchResult(_Stream):
+class FetchResult(ObjectStream):
     end_of_track: bool = False
     end_location: Location | None = None
 
     def close(self) -> None:
         if not self.ended:
-            self.conn.session.cancel(self.request_id)
-            self.conn.flush()
-            self._end()
+            self.conn.cancel(self.request_id)
+            self.finish()
+
+
+class _Flusher:
+    """The dirty connections of one event loop, flushed together once per turn."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.dirty: list[Connection] = []
+        self.handle: asyncio.Handle | None = None
+
+    def add(self, conn: Connection) -> None:
+        self.dirty.append(conn)
+        if self.handle is None:
+            self.handle = self.loop.call_soon(self.run)
+
+    def run(self) -> None:
+        self.handle = None
+        dirty, self.dirty = self.dirty, []
+        for conn in dirty:
+            try:
+                conn.flush()
+            except Exception:  # a handler bug: end that session, keep flushing the others
+                conn.log.exception("flush_failed")
+                conn.close(SessionErrorCode.INTERNAL_ERROR, "internal error")
+
+
+_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = weakref.WeakKeyDictionary()
+
+
+def _flusher(loop: asyncio.AbstractEventLoop) -> _Flusher:
+    f = _flushers.get(loop)
+    if f is None:
+        f = _flushers[loop] = _Flusher(loop)
+    return f
 
 
 class Connection:
@@ -158,10 +250,18 @@ class Connection:
         self._closed: asyncio.Future[ev.SessionTerminated] = self.loop.create_future()
         self._pending: dict[int, asyncio.Future] = {}  # request_id -> first response
         self._updates: dict[int, asyncio.Future] = {}  # update_id -> answer
-        self._streams: dict[int, _Stream] = {}
+        self._eager: dict[int, asyncio.Future] = {}  # request_id -> answer caught before anyone waits
+        self._streams: dict[int, ObjectStream] = {}
         self._namespaces: dict[int, asyncio.Queue] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._flusher = _flusher(self.loop)
+        self._dirty = False  # queued in the flusher for this turn
+        self._pumping = False  # inside flush(): new actions are picked up by the same pass
+        #: the session's data plane (subgroup streams, datagrams, fetch streams) for the fan-out
+        self.data = self.session.data
         self.goaway: ev.GoawayReceived | None = None
+        self.session.on_output(self._wake)
         transport.set_handler(self._on_transport_event)
         self.session.start(self.loop.time())
         self.flush()
@@ -179,7 +279,12 @@ class Connection:
 
     def close(self, error_code: int = SessionErrorCode.NO_ERROR, reason: str = "") -> None:
         self.session.close(error_code, reason)
-        self.flush()
+        self.flush()  # now: the caller may stop the endpoint next
+
+    @property
+    def closed_info(self) -> ev.SessionTerminated | None:
+        """How the session ended (code, reason, by_peer), once it has."""
+        return self.session.closed
 
     async def aclose(self, error_code: int = SessionErrorCode.NO_ERROR, reason: str = "") -> None:
         self.close(error_code, reason)
@@ -209,45 +314,64 @@ class Connection:
             s.connection_lost(e.error_code, e.reason)
         self.flush()
 
+    def _wake(self) -> None:
+        """The session queued its first action since the last flush."""
+        if not self._dirty and not self._pumping:
+            self._dirty = True
+            self._flusher.add(self)
+
     def flush(self) -> None:
-        """Carry out the session's actions, then dispatch its events."""
+        """Carry out the session's actions, then dispatch its events, until both are done.
+        Runs by itself (after each transport event, and once per loop turn for writes
+        made from elsewhere); calling it by hand is never needed."""
+        self._dirty = False
+        if self._pumping:
+            return
+        self._pumping = True
         t, s = self.transport, self.session
-        while True:
-            actions = s.take_actions()
-            for a in actions:
-                if isinstance(a, ev.SendStreamData):
-                    t.send_stream_data(a.stream_id, a.data, a.end_stream)
-                elif isinstance(a, ev.ResetStream):
-                    t.reset_stream(a.stream_id, a.error_code)
-                elif isinstance(a, ev.StopSending):
-                    t.stop_stream(a.stream_id, a.error_code)
-                elif isinstance(a, ev.SendDatagram):
-                    if len(a.data) <= t.max_datagram_size():
-                        t.send_datagram(a.data)
-                elif isinstance(a, ev.SetStreamPriority):
-                    set_priority = getattr(t, "set_priority", None)
-                    if set_priority is not None:
-                        set_priority(a.stream_id, a.key)
-                elif isinstance(a, ev.CloseSession):
-                    t.close(a.error_code, a.reason)
-            event = s.next_event()
-            if event is None and not actions:
-                break
-            while event is not None:
-                self._dispatch(event)
+        try:
+            while True:
+                actions = s.take_actions()
+                for a in actions:
+                    if isinstance(a, ev.SendStreamData):
+                        t.send_stream_data(a.stream_id, a.data, a.end_stream)
+                    elif isinstance(a, ev.ResetStream):
+                        t.reset_stream(a.stream_id, a.error_code)
+                    elif isinstance(a, ev.StopSending):
+                        t.stop_stream(a.stream_id, a.error_code)
+                    elif isinstance(a, ev.SendDatagram):
+                        if len(a.data) <= t.max_datagram_size():
+                            t.send_datagram(a.data)
+                    elif isinstance(a, ev.SetStreamPriority):
+                        set_priority = getattr(t, "set_priority", None)
+                        if set_priority is not None:
+                            set_priority(a.stream_id, a.key)
+                    elif isinstance(a, ev.CloseSession):
+                        t.close(a.error_code, a.reason)
                 event = s.next_event()
+                if event is None and not actions:
+                    break
+                while event is not None:
+                    self._dispatch(event)
+                    event = s.next_event()
+        finally:
+            self._pumping = False
         self._arm_timer()
 
     def _arm_timer(self) -> None:
-        when = self.session.next_timer()
+        """Re-arm the session timer only when its deadline moved (not per flush)."""
+        when = None if self.is_closed else self.session.next_timer()
+        if when == self._timer_at:
+            return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if when is not None and not self.is_closed:
+        self._timer_at = when
+        if when is not None:
             self._timer = self.loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
-        self._timer = None
+        self._timer = self._timer_at = None
         self.session.handle_timer(self.loop.time())
         self.flush()
 
@@ -256,17 +380,17 @@ class Connection:
         if isinstance(e, ev.ObjectReceived):
             st = self._streams.get(e.request_id)
             if st is not None:
-                st._put(e)
+                st.deliver(e)
         elif isinstance(e, ev.DataStreamEnded):
             st = self._streams.get(e.request_id)
             if isinstance(st, FetchResult):
                 self._streams.pop(e.request_id, None)
-                st._end(None if e.reset_code is None else ConnectionResetError(f"fetch stream reset {e.reset_code:#x}"))
+                st.finish(None if e.reset_code is None else ConnectionResetError(f"fetch stream reset {e.reset_code:#x}"))
             elif isinstance(st, Subscription):
-                st._streams_ended += 1
+                st.streams_ended += 1
                 if st.listener is not None:
                     st.listener.on_stream_end(e)
-                st._maybe_finish()
+                st.maybe_finish()
         elif isinstance(e, ev.IncomingRequest):
             if self.handler is None:
                 self.session.reject(e.request_id, RequestErrorCode.NOT_SUPPORTED, "not a publisher")
@@ -278,8 +402,8 @@ class Connection:
             st = self._streams.get(e.request_id)
             if isinstance(st, Subscription):
                 st.done = e
-                st._maybe_finish()
-                self.loop.call_later(2.0, st._end)
+                st.maybe_finish()
+                self.loop.call_later(2.0, st.finish)
         elif isinstance(e, (ev.NamespaceReceived, ev.NamespaceDoneReceived, ev.PublishBlockedReceived)):
             q = self._namespaces.get(e.request_id)
             if q is not None:
@@ -297,8 +421,7 @@ class Connection:
             if self.handler is not None:
                 self.handler.on_update(self, e)
             else:
-                self.session.accept_update(e.update_id)
-                self.session.apply_update(e.request_id, e.parameters)
+                self.accept_update(e)
         elif isinstance(e, ev.RequestEnded):
             self._fail_request(e.request_id, ConnectionResetError(f"request {e.request_id} ended by peer"))
         elif isinstance(e, ev.GoawayReceived):
@@ -319,7 +442,7 @@ class Connection:
             if update_id is None:
                 st = self._streams.pop(e.request_id, None)
                 if st is not None:
-                    st._end(err)
+                    st.finish(err)
             if fut is not None and not fut.done():
                 fut.set_exception(err)
             return
@@ -336,7 +459,7 @@ class Connection:
             fut.set_exception(exc)
         st = self._streams.pop(request_id, None)
         if st is not None:
-            st._end(None)
+            st.finish(None)
         q = self._namespaces.pop(request_id, None)
         if q is not None:
             q.put_nowait(None)
@@ -352,8 +475,9 @@ class Connection:
                 fut.set_exception(exc)
         self._pending.clear()
         self._updates.clear()
+        self._eager.clear()
         for st in self._streams.values():
-            st._end(None if e.error_code == SessionErrorCode.NO_ERROR else exc)
+            st.finish(None if e.error_code == SessionErrorCode.NO_ERROR else exc)
         self._streams.clear()
         for q in self._namespaces.values():
             q.put_nowait(None)
@@ -361,20 +485,31 @@ class Connection:
             self.handler.on_closed(self)
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = self._timer_at = None
         if not self._closed.done():
             self._closed.set_result(e)
 
     # --- requests (we are the requester) -------------------------------------------------
-    async def _await(self, request_id: int, timeout: float | None):
-        fut = self.loop.create_future()
-        self._pending[request_id] = fut
-        self.flush()
+    async def wait_response(self, request_id: int, timeout: float | None = 10.0):
+        """The first answer to one of our requests (SUBSCRIBE_OK, PUBLISH_OK, FETCH_OK,
+        REQUEST_OK) as its event; RequestRejectedError for REQUEST_ERROR.  On timeout the
+        request is cancelled."""
+        fut = self._eager.pop(request_id, None)
+        if fut is None:
+            fut = self._pending.get(request_id)
+        if fut is None:
+            fut = self._pending[request_id] = self.loop.create_future()
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
+            self._pending.pop(request_id, None)
             self.session.cancel(request_id)
-            self.flush()
             raise
+
+    def _expect(self, request_id: int) -> None:
+        """Catch the answer to a request from now on, even if nobody waits for it yet."""
+        fut = self._pending[request_id] = self.loop.create_future()
+        self._eager[request_id] = fut
 
     def _check_open(self) -> None:
         if self.is_closed:
@@ -387,9 +522,9 @@ class Connection:
         `listener` that gets them synchronously)."""
         self._check_open()
         rid = self.session.subscribe(namespace, name, parameters)
-        sub = Subscription(self, rid, asyncio.Queue(queue_size), listener=listener)
+        sub = Subscription(self, rid, ObjectQueue(queue_size), listener=listener)
         self._streams[rid] = sub
-        await self._await(rid, timeout)
+        await self.wait_response(rid, timeout)
         return sub
 
     async def fetch(self, namespace: TrackNamespace, name: bytes, start: Location, end: Location,
@@ -411,21 +546,35 @@ class Connection:
         rid = self.session.fetch(msg)
         res = FetchResult(self, rid)
         self._streams[rid] = res
-        ok: ev.FetchAccepted = await self._await(rid, timeout)
+        ok: ev.FetchAccepted = await self.wait_response(rid, timeout)
         res.end_of_track, res.end_location = ok.message.end_of_track, ok.message.end_location
         return res
 
     async def track_status(self, namespace: TrackNamespace, name: bytes, *, timeout: float | None = 10.0
                            ) -> ev.RequestAccepted:
         self._check_open()
-        return await self._await(self.session.track_status(namespace, name), timeout)
+        return await self.wait_response(self.session.track_status(namespace, name), timeout)
+
+    def start_publish_namespace(self, namespace: TrackNamespace, parameters: Parameters = EMPTY_PARAMETERS) -> int:
+        """Send PUBLISH_NAMESPACE without waiting; `wait_response(rid)` gets the answer."""
+        self._check_open()
+        rid = self.session.publish_namespace(namespace, parameters)
+        self._expect(rid)
+        return rid
 
     async def publish_namespace(self, namespace: TrackNamespace, parameters: Parameters = EMPTY_PARAMETERS, *,
                                 timeout: float | None = 10.0) -> int:
         """PUBLISH_NAMESPACE and wait for REQUEST_OK; returns the request id (cancel() withdraws)."""
+        rid = self.start_publish_namespace(namespace, parameters)
+        await self.wait_response(rid, timeout)
+        return rid
+
+    def publish(self, namespace: TrackNamespace, name: bytes, parameters: Parameters = EMPTY_PARAMETERS,
+                track_properties: KeyValuePairs = ()) -> int:
+        """Send PUBLISH (push a track) without waiting; `wait_response(rid)` gets PUBLISH_OK."""
         self._check_open()
-        rid = self.session.publish_namespace(namespace, parameters)
-        await self._await(rid, timeout)
+        rid = self.session.publish(namespace, name, parameters, track_properties)
+        self._expect(rid)
         return rid
 
     async def subscribe_namespace(self, prefix: TrackNamespace, *, timeout: float | None = 10.0
@@ -435,7 +584,7 @@ class Connection:
         rid = self.session.subscribe_namespace(prefix)
         q: asyncio.Queue = asyncio.Queue()
         self._namespaces[rid] = q
-        await self._await(rid, timeout)
+        await self.wait_response(rid, timeout)
         return rid, q
 
     async def request_update(self, request_id: int, parameters: Parameters, *, timeout: float | None = 10.0
@@ -443,26 +592,69 @@ class Connection:
         uid = self.session.request_update(request_id, parameters)
         fut = self.loop.create_future()
         self._updates[uid] = fut
-        self.flush()
         return await asyncio.wait_for(fut, timeout)
 
     def cancel(self, request_id: int, error_code: int = StreamResetCode.CANCELLED) -> None:
         self.session.cancel(request_id, error_code)
         self._streams.pop(request_id, None)
-        self.flush()
 
     def send_goaway(self, new_session_uri: str = "", timeout_ms: int = 0) -> None:
         self.session.goaway(new_session_uri, timeout_ms)
-        self.flush()
+
+    # --- answering the peer's requests (from a RequestHandler) ------------------------------
+    def is_live(self, request_id: int) -> bool:
+        """The request is still open (not answered with an error, cancelled or finished)."""
+        return not self.is_closed and self.session.has_request(request_id)
+
+    def accept(self, request_id: int, parameters: Parameters = EMPTY_PARAMETERS,
+               track_properties: KeyValuePairs = ()) -> None:
+        """REQUEST_OK for TRACK_STATUS, PUBLISH_NAMESPACE, SUBSCRIBE_NAMESPACE, SUBSCRIBE_TRACKS."""
+        self.session.accept(request_id, parameters, track_properties)
+
+    def reject(self, request_id: int, error_code: int, reason: str = "") -> None:
+        """REQUEST_ERROR for a peer request not yet answered."""
+        self.session.reject(request_id, error_code, reason)
+
+    def accept_subscribe(self, request_id: int, *, largest: Location | None = None, expires: int | None = None,
+                         track_properties: KeyValuePairs = ()) -> int:
+        """SUBSCRIBE_OK; returns the Track Alias of the subscription's objects."""
+        return self.session.accept_subscribe(request_id, largest=largest, expires=expires,
+                                             track_properties=track_properties)
 
     def accept_publish(self, request_id: int, parameters: Parameters = EMPTY_PARAMETERS,
                        queue_size: int = DEFAULT_QUEUE, listener: ObjectListener | None = None) -> Subscription:
         """Accept an incoming PUBLISH (from a handler) and get its objects as a Subscription."""
         req = self.session.request(request_id)
-        sub = Subscription(self, request_id, asyncio.Queue(queue_size), listener=listener,
+        sub = Subscription(self, request_id, ObjectQueue(queue_size), listener=listener,
                            track_alias=req.track_alias or 0,
                            parameters=req.parameters, track_properties=req.message.track_properties)  # type: ignore[attr-defined]
         self._streams[request_id] = sub
         self.session.accept_publish(request_id, parameters)
-        self.flush()
         return sub
+
+    def accept_fetch(self, request_id: int, end_location: Location, *, end_of_track: bool = False,
+                     track_properties: KeyValuePairs = ()) -> None:
+        """FETCH_OK, then open the fetch stream: follow with send_fetch_object / end_fetch."""
+        self.session.accept_fetch(request_id, end_location, end_of_track=end_of_track,
+                                  track_properties=track_properties)
+        self.data.open_fetch_stream(request_id)
+
+    def send_fetch_object(self, request_id: int, item: FetchObject | EndOfRange) -> None:
+        self.data.send_fetch_object(request_id, item)
+
+    def end_fetch(self, request_id: int) -> None:
+        """FIN the fetch stream: the fetch is complete."""
+        self.data.end_fetch_stream(request_id)
+
+    def send_namespace(self, request_id: int, suffix: TrackNamespace, done: bool = False) -> None:
+        """NAMESPACE (or NAMESPACE_DONE) on a SUBSCRIBE_NAMESPACE we accepted."""
+        self.session.send_namespace(request_id, suffix, done)
+
+    def publish_done(self, request_id: int, status_code: int, reason: str = "") -> None:
+        """End a subscription we publish (PUBLISH_DONE)."""
+        self.session.publish_done(request_id, status_code, reason)
+
+    def accept_update(self, event: ev.RequestUpdateReceived) -> None:
+        """Accept a peer's REQUEST_UPDATE and record its effect (forward state, priority)."""
+        self.session.accept_update(event.update_id)
+        self.session.apply_update(event.request_id, event.parameters)

@@ -1,7 +1,9 @@
 """Forwarding a track's objects to one downstream subscription (§ Relays, § Priorities).
 
-The relay's hot path.  Per object: one dict lookup for the subgroup stream, a few
-varints, the payload passed by reference.  When the subscriber's connection falls
+The relay's hot path.  Per object and subscriber: one dict lookup for the subgroup
+stream, the object's fields encoded once for all subscribers in step (memoized on the
+object), the payload passed by reference, no flush (the connection flushes once per
+loop turn).  When the subscriber's connection falls
 behind (its unsent backlog exceeds `max_backlog`), whole late groups are dropped for
 it: their streams are reset (so the receiver knows objects are missing, never a
 silently truncated object) and the rest of those groups is skipped, which keeps its
@@ -16,7 +18,6 @@ from dataclasses import dataclass, field
 from .connection import Connection
 from .errors import PublishDoneCode, StreamResetCode
 from .model.track import CachedObject, Track
-from .wire.data import ObjectDatagram, ObjectStatus
 from .wire.types import FilterType, Location, Parameters
 
 DEFAULT_MAX_BACKLOG = 2 << 20
@@ -39,9 +40,18 @@ def subscription_start(track: Track, params: Parameters) -> tuple[Location, int 
     return max(start, nxt), end_group
 
 
+def sink_state(params: Parameters) -> dict:
+    """A SUBSCRIBE's forward state and subscriber priority, as SubscriberSink arguments."""
+    prio = params.subscriber_priority
+    return {"forward": params.forward != 0, "subscriber_priority": 128 if prio is None else prio}
+
+
 @dataclass(eq=False)
 class SubscriberSink:
-    """One downstream subscription of a track on one connection."""
+    """One downstream subscription of a track on one connection.
+
+    Its forward state and subscriber priority live here (from the SUBSCRIBE or PUBLISH_OK
+    and later REQUEST_UPDATEs), so the per-object path reads no session tables."""
 
     conn: Connection
     request_id: int
@@ -50,56 +60,67 @@ class SubscriberSink:
     joining: Location | None = None  # Largest Location in SUBSCRIBE_OK (§ Joining Fetches)
     max_backlog: int = DEFAULT_MAX_BACKLOG
     on_drop: Callable[[int], None] | None = None  # count of groups dropped, for metrics
+    forward: bool = True
+    subscriber_priority: int = 128
     streams: dict[tuple[int, int], int] = field(default_factory=dict)
     dropped: set[int] = field(default_factory=set)
     dropped_groups: int = 0
     sent_objects: int = 0
+    ended: bool = False  # PUBLISH_DONE sent: nothing more goes out
+    _backlog: Callable[[], int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.data = self.conn.data
+        probe = getattr(self.conn.transport, "send_backlog", None)
+        self._backlog = probe if probe is not None else _no_backlog
 
     def update(self, params: Parameters) -> None:
-        """A REQUEST_UPDATE's new Subscription Filter (forward state lives in the session)."""
+        """The subscriber's new parameters (SUBSCRIBE, PUBLISH_OK or REQUEST_UPDATE):
+        forward state, subscriber priority, subscription filter."""
+        if params.forward is not None:
+            self.forward = params.forward == 1
+        if params.subscriber_priority is not None:
+            self.subscriber_priority = params.subscriber_priority
         flt = params.subscription_filter
         if flt is not None and flt.start is not None:
             self.start, self.end_group = flt.start, flt.end_group
 
     @property
     def forwarding(self) -> bool:
-        req = self.conn.session._requests.get(self.request_id)
-        return req is not None and req.forward == 1
-
-    def _backlog(self) -> int:
-        probe = getattr(self.conn.transport, "send_backlog", None)
-        return probe() if probe is not None else 0
+        return self.forward and not self.ended
 
     def on_object(self, track: Track, obj: CachedObject) -> bool:
         """Forward one object; False when this subscription does not get it."""
         g = obj.group_id
-        if g in self.dropped or obj.location < self.start or (self.end_group is not None and g > self.end_group):
+        start = self.start
+        if (not self.forward or self.ended or g < start.group or (g == start.group and obj.object_id < start.object)
+                or g in self.dropped or (self.end_group is not None and g > self.end_group)):
             return False
-        if not self.forwarding:
-            return False
-        data = self.conn.session.data
         if obj.subgroup_id is None:  # datagram preference: best effort, no backlog to manage
-            prio = obj.priority if obj.priority is not None else None
-            data.send_datagram(self.request_id, ObjectDatagram(
-                0, g, obj.object_id, prio, obj.properties or None,
-                None if obj.status == ObjectStatus.NORMAL else obj.status, obj.payload))
+            if not self.conn.is_live(self.request_id):
+                return False
+            self.data.send_datagram(self.request_id, obj.datagram(), wire=obj.wire)
             self.sent_objects += 1
-            self.conn.flush()
             return True
         key = (g, obj.subgroup_id)
         sid = self.streams.get(key)
-        if sid is None or not data.is_open(sid):
-            if not self._admit_group(g):
+        if sid is not None:
+            if self._backlog() > 4 * self.max_backlog:  # one huge late group: give it up too
+                self._drop_group(g)
                 return False
-            sid = data.open_subgroup(self.request_id, g, obj.subgroup_id, has_properties=True,
-                                     publisher_priority=obj.priority, first_object=obj.object_id == 0)
-            self.streams[key] = sid
-        elif self._backlog() > 4 * self.max_backlog:  # one huge late group: give it up too
-            self._drop_group(g)
+            if self.data.send_object(sid, obj.object_id, obj.payload, status=obj.status, properties=obj.properties,
+                                     wire=obj.wire):
+                self.sent_objects += 1
+                return True
+        # a new subgroup stream (or the old one was stopped by the subscriber)
+        if not self.conn.is_live(self.request_id) or not self._admit_group(g):
             return False
-        data.send_object(sid, obj.object_id, obj.payload, status=obj.status, properties=obj.properties)
+        sid = self.data.open_subgroup(self.request_id, g, obj.subgroup_id, has_properties=True,
+                                      publisher_priority=obj.priority, first_object=obj.object_id == 0)
+        self.streams[key] = sid
+        self.data.send_object(sid, obj.object_id, obj.payload, status=obj.status, properties=obj.properties,
+                              wire=obj.wire)
         self.sent_objects += 1
-        self.conn.flush()
         return True
 
     def _admit_group(self, group_id: int) -> bool:
@@ -120,19 +141,16 @@ class SubscriberSink:
         self.dropped.add(group_id)
         if len(self.dropped) > 64:
             self.dropped.discard(min(self.dropped))
-        data = self.conn.session.data
         for key in [k for k in self.streams if k[0] == group_id]:
-            data.reset_subgroup(self.streams.pop(key), StreamResetCode.TOO_FAR_BEHIND)
+            self.data.reset_subgroup(self.streams.pop(key), StreamResetCode.TOO_FAR_BEHIND)
         self.dropped_groups += 1
         if self.on_drop is not None:
             self.on_drop(1)
-        self.conn.flush()
 
     def on_subgroup_end(self, track: Track, group_id: int, subgroup_id: int) -> None:
         sid = self.streams.pop((group_id, subgroup_id), None)
         if sid is not None:
-            self.conn.session.data.end_subgroup(sid)
-            self.conn.flush()
+            self.data.end_subgroup(sid)
         if self.end_group is not None and group_id >= self.end_group and not self.streams:
             self.on_track_end(track, PublishDoneCode.SUBSCRIPTION_ENDED, "end of subscription range")
             track.remove_sink(self)
@@ -140,21 +158,23 @@ class SubscriberSink:
     def on_subgroup_reset(self, track: Track, group_id: int, subgroup_id: int, error_code: int) -> None:
         sid = self.streams.pop((group_id, subgroup_id), None)
         if sid is not None:
-            self.conn.session.data.reset_subgroup(sid, error_code)
-            self.conn.flush()
+            self.data.reset_subgroup(sid, error_code)
 
     def on_track_end(self, track: Track, status_code: int, reason: str) -> None:
-        if self.conn.is_closed or self.request_id not in self.conn.session._requests:
+        if self.ended or not self.conn.is_live(self.request_id):
             return
-        self.conn.session.publish_done(self.request_id, status_code, reason)
-        self.conn.flush()
+        self.ended = True
+        self.streams.clear()
+        self.conn.publish_done(self.request_id, status_code, reason)
+
+
+def _no_backlog() -> int:
+    return 0
 
 
 def accept_update(conn: Connection, event, sink: SubscriberSink | None) -> None:
-    """Accept a peer's REQUEST_UPDATE: answer it, record it in the session (forward state,
-    priority) and narrow or widen the sink's filter."""
-    conn.session.accept_update(event.update_id)
-    conn.session.apply_update(event.request_id, event.parameters)
+    """Accept a peer's REQUEST_UPDATE: answer it, record it in the session (stream
+    priorities) and in the sink (forward state, priority, filter)."""
+    conn.accept_update(event)
     if sink is not None:
         sink.update(event.parameters)
-    conn.flush()

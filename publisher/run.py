@@ -370,7 +370,6 @@ class PublishRun:
         self.publisher.finish()
         conn, self.conn = self.conn, None
         if conn is not None and not conn.is_closed:
-            conn.flush()
             await asyncio.sleep(0.05)  # let PUBLISH_DONE leave before CONNECTION_CLOSE
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.aclose(), 2.0)

@@ -19,7 +19,7 @@ import structlog
 from moq.broadcast import cache_covers, joining_range, serve_cached_fetch
 from moq.connection import Connection, FetchResult, RequestRejectedError, Subscription
 from moq.errors import PublishDoneCode, RequestErrorCode, SessionClosedError, SessionErrorCode, StreamResetCode
-from moq.fanout import SubscriberSink, accept_update, subscription_start
+from moq.fanout import SubscriberSink, accept_update, sink_state, subscription_start
 from moq.model.track import Track
 from moq.session import events as ev
 from moq.wire import control as c
@@ -94,7 +94,7 @@ class RelayTrack:
             self.track.reset_subgroup(e.group_id, e.subgroup_id, e.reset_code)
 
     def on_done(self, stream) -> None:
-        self.relay._source_ended(self, stream)
+        self.relay.source_ended(self, stream)
 
 
 @dataclass(eq=False)
@@ -128,7 +128,8 @@ class Relay:
         self.metrics.sessions.set_function(lambda: len(self.connections))
 
     # --- plumbing ----------------------------------------------------------------------
-    def _spawn(self, coro: Coroutine) -> None:
+    def spawn(self, coro: Coroutine) -> None:
+        """Run a request's follow-up as a task owned by the relay (cancelled on drain)."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -137,8 +138,7 @@ class Relay:
         log.info("request_refused", request=what, request_id=rid, code=int(code), reason=reason,
                  peer=conn.transport.peer)
         self.metrics.requests_refused.labels(reason=_REFUSAL.get(code, f"code_{int(code):#x}")).inc()
-        conn.session.reject(rid, code, reason)
-        conn.flush()
+        conn.reject(rid, code, reason)
 
     def evict(self) -> None:
         """Over the relay-wide cache budget: drop the oldest groups of the largest caches."""
@@ -178,7 +178,7 @@ class Relay:
 
     def start_upstream(self, url: str, fingerprint: str | None) -> None:
         self.upstream = UpstreamLink(self, url, fingerprint)
-        self._spawn(self.upstream.run())
+        self.spawn(self.upstream.run())
 
     # --- RequestHandler ------------------------------------------------------------------
     def on_request(self, conn: Connection, event: ev.IncomingRequest) -> None:
@@ -198,7 +198,6 @@ class Relay:
             self._fetch(conn, rid, msg)
         elif isinstance(msg, c.TrackStatus):
             self._track_status(conn, rid, msg)
-        conn.flush()
 
     def on_update(self, conn: Connection, event: ev.RequestUpdateReceived) -> None:
         key = (id(conn), event.request_id)
@@ -223,7 +222,7 @@ class Relay:
         self.metrics.requests_refused.labels(reason=_SESSION_REFUSAL.get(e.error_code, f"code_{e.error_code:#x}")).inc()
 
     def on_closed(self, conn: Connection) -> None:
-        closed = conn.session.closed
+        closed = conn.closed_info
         if closed is not None and not closed.by_peer and closed.error_code not in (0, 0x10):
             self.metrics.requests_refused.labels(reason="protocol").inc()
         self.connections.discard(conn)
@@ -268,7 +267,7 @@ class Relay:
         rt = self.tracks[key] = RelayTrack(self, *key)
         rt.waiters.append((conn, rid, msg.parameters))
         rt.source_conn = upstream
-        self._spawn(self._open_upstream(rt, upstream))
+        self.spawn(self._open_upstream(rt, upstream))
 
     async def _open_upstream(self, rt: RelayTrack, upstream: Connection) -> None:
         ns, name = rt.full_name
@@ -291,7 +290,7 @@ class Relay:
                  largest=tuple(rt.track.largest) if rt.track.largest else None)
         waiters, rt.waiters = rt.waiters, []
         for conn, rid, params in waiters:
-            if not conn.is_closed and rid in conn.session._requests:
+            if conn.is_live(rid):
                 self._attach(rt, conn, rid, params)
         self._release_if_unused(rt)
 
@@ -300,7 +299,7 @@ class Relay:
         rt.state = "ended"
         waiters, rt.waiters = rt.waiters, []
         for conn, rid, _ in waiters:
-            if not conn.is_closed and rid in conn.session._requests:
+            if conn.is_live(rid):
                 self._refuse(conn, rid, code, reason, f"subscribe {_name(*rt.full_name)}")
 
     def _attach(self, rt: RelayTrack, conn: Connection, rid: int, params: Parameters) -> None:
@@ -310,14 +309,14 @@ class Relay:
             return
         start, end_group = window
         largest = rt.track.largest
-        conn.session.accept_subscribe(rid, largest=largest, track_properties=rt.track.properties)
+        conn.accept_subscribe(rid, largest=largest, track_properties=rt.track.properties)
         sink = SubscriberSink(conn, rid, start, end_group, joining=largest,
-                              max_backlog=self.config.subscriber_queue_bytes, on_drop=self.metrics.dropped_groups.inc)
+                              max_backlog=self.config.subscriber_queue_bytes, on_drop=self.metrics.dropped_groups.inc,
+                              **sink_state(params))
         key = (id(conn), rid)
         rt.sinks[key] = sink
         self.downstream[key] = rt
         rt.track.add_sink(sink)
-        conn.flush()
         log.info("subscribe_accepted", track=_name(*rt.full_name), request_id=rid, peer=conn.transport.peer,
                  start=tuple(start), subscribers=len(rt.sinks))
 
@@ -338,7 +337,7 @@ class Relay:
             rt.source.close()
         log.info("upstream_released", track=_name(*rt.full_name))
 
-    def _source_ended(self, rt: RelayTrack, stream) -> None:
+    def source_ended(self, rt: RelayTrack, stream) -> None:
         if rt.state != "live":  # pending: _open_upstream reports the refusal with its own code
             return
         done = getattr(stream, "done", None)
@@ -389,7 +388,7 @@ class Relay:
         """PUBLISH a track to a SUBSCRIBE_TRACKS subscriber."""
         ns, name = rt.full_name
         largest = rt.track.largest
-        rid = conn.session.publish(ns, name, Parameters(largest_object=largest), rt.track.properties)
+        rid = conn.publish(ns, name, Parameters(largest_object=largest), rt.track.properties)
         start = Location(largest.group, largest.object + 1) if largest else Location(0, 0)
         sink = SubscriberSink(conn, rid, start, joining=largest, max_backlog=self.config.subscriber_queue_bytes,
                               on_drop=self.metrics.dropped_groups.inc)
@@ -400,15 +399,18 @@ class Relay:
 
         async def watch() -> None:
             try:
-                await conn._await(rid, 30.0)
+                ok = await conn.wait_response(rid, 30.0)
             except (RequestRejectedError, SessionClosedError, TimeoutError, ConnectionError):
                 if self.downstream.pop(key, None) is not None:
                     self._detach(rt, key)
+                return
+            sink.update(Parameters(forward=ok.parameters.forward,
+                                   subscriber_priority=ok.parameters.subscriber_priority))
 
-        self._spawn(watch())
+        self.spawn(watch())
 
     def _announce(self, conn: Connection, rid: int, ns: TrackNamespace) -> None:
-        conn.session.accept(rid)
+        conn.accept(rid)
         self.announced.setdefault(ns, []).append((conn, rid))
         log.info("namespace_published", namespace=namespace_to_str(ns), peer=conn.transport.peer)
         self._namespace_added(ns, conn)
@@ -425,8 +427,7 @@ class Relay:
             suffix = ns[len(prefix):]
             if ns[: len(prefix)] == prefix and suffix not in told and not conn.is_closed:
                 told.add(suffix)
-                conn.session.send_namespace(rid, suffix)
-                conn.flush()
+                conn.send_namespace(rid, suffix)
 
     def _namespace_gone(self, ns: TrackNamespace) -> None:
         if ns in self._known_namespaces():
@@ -438,20 +439,19 @@ class Relay:
             suffix = ns[len(prefix):]
             if ns[: len(prefix)] == prefix and suffix in told and not conn.is_closed:
                 told.discard(suffix)
-                conn.session.send_namespace(rid, suffix, done=True)
-                conn.flush()
+                conn.send_namespace(rid, suffix, done=True)
 
     def _subscribe_namespace(self, conn: Connection, rid: int, prefix: TrackNamespace) -> None:
-        conn.session.accept(rid)
+        conn.accept(rid)
         told: set[TrackNamespace] = set()
         self.ns_subs[(id(conn), rid)] = (conn, rid, prefix, told)
         for ns in sorted(self._known_namespaces()):
             if ns[: len(prefix)] == prefix:
                 told.add(ns[len(prefix):])
-                conn.session.send_namespace(rid, ns[len(prefix):])
+                conn.send_namespace(rid, ns[len(prefix):])
 
     def _subscribe_tracks(self, conn: Connection, rid: int, prefix: TrackNamespace) -> None:
-        conn.session.accept(rid)
+        conn.accept(rid)
         self.track_subs[(id(conn), rid)] = (conn, rid, prefix)
         for rt in list(self.tracks.values()):
             if rt.state == "live" and rt.track.namespace[: len(prefix)] == prefix and rt.source_conn is not conn:
@@ -476,7 +476,7 @@ class Relay:
             key = rt.full_name
             start, end = joining_range(msg, sink.joining)
         if rt is not None and cache_covers(rt.track, start):
-            serve_cached_fetch(conn.session, rid, rt.track, start, end, descending)
+            serve_cached_fetch(conn, rid, rt.track, start, end, descending)
             return
         upstream = rt.source_conn if rt is not None and rt.source_conn is not None else self._route(key[0])
         if upstream is None or upstream is conn:
@@ -490,16 +490,14 @@ class Relay:
                 self._start_fetch_answer(conn, rid, fetch)
             return
         fetch = self.fetches[fkey] = UpstreamFetch(fkey, [(conn, rid)])
-        self._spawn(self._run_fetch(upstream, fetch, msg.parameters.group_order))
+        self.spawn(self._run_fetch(upstream, fetch, msg.parameters.group_order))
 
     def _start_fetch_answer(self, conn: Connection, rid: int, fetch: UpstreamFetch) -> None:
         ok = fetch.ok
-        conn.session.accept_fetch(rid, ok.end_location, end_of_track=ok.end_of_track,  # type: ignore[union-attr]
-                                  track_properties=ok.track_properties)  # type: ignore[union-attr]
-        conn.session.data.open_fetch_stream(rid)
+        conn.accept_fetch(rid, ok.end_location, end_of_track=ok.end_of_track,  # type: ignore[union-attr]
+                          track_properties=ok.track_properties)  # type: ignore[union-attr]
         for obj in fetch.objects:
-            conn.session.data.send_fetch_object(rid, obj)
-        conn.flush()
+            conn.send_fetch_object(rid, obj)
 
     async def _run_fetch(self, upstream: Connection, fetch: UpstreamFetch, order: int | None) -> None:
         (ns, name), start, end, _ = fetch.key
@@ -508,12 +506,12 @@ class Relay:
                 res: FetchResult = await upstream.fetch(ns, name, start, end, Parameters(group_order=order))
             except RequestRejectedError as exc:
                 for conn, rid in fetch.waiters:
-                    if not conn.is_closed and rid in conn.session._requests:
+                    if conn.is_live(rid):
                         self._refuse(conn, rid, exc.code, exc.reason, "fetch")
                 return
             except (SessionClosedError, TimeoutError, ConnectionError) as exc:
                 for conn, rid in fetch.waiters:
-                    if not conn.is_closed and rid in conn.session._requests:
+                    if conn.is_live(rid):
                         self._refuse(conn, rid, RequestErrorCode.TIMEOUT, f"upstream unavailable: {exc}", "fetch")
                 return
             fetch.ok = c.FetchOk(res.end_of_track, res.end_location or end)
@@ -524,15 +522,12 @@ class Relay:
                                    obj.payload, obj.properties)
                 fetch.objects.append(item)
                 for conn, rid in fetch.waiters:
-                    conn.session.data.send_fetch_object(rid, item)
-                    conn.flush()
+                    conn.send_fetch_object(rid, item)
             for conn, rid in fetch.waiters:
-                conn.session.data.end_fetch_stream(rid)
-                conn.flush()
+                conn.end_fetch(rid)
         except (SessionClosedError, ConnectionError):
             for conn, rid in fetch.waiters:
-                conn.session.cancel(rid)
-                conn.flush()
+                conn.cancel(rid)
         finally:
             self.fetches.pop(fetch.key, None)
 
@@ -540,7 +535,7 @@ class Relay:
         key = (msg.track_namespace, msg.track_name)
         rt = self.tracks.get(key)
         if rt is not None and rt.state == "live":
-            conn.session.accept(rid, Parameters(largest_object=rt.track.largest), rt.track.properties)
+            conn.accept(rid, Parameters(largest_object=rt.track.largest), rt.track.properties)
             return
         upstream = self._route(msg.track_namespace)
         if upstream is None or upstream is conn:
@@ -556,11 +551,10 @@ class Relay:
             except (SessionClosedError, TimeoutError, ConnectionError) as exc:
                 self._refuse(conn, rid, RequestErrorCode.TIMEOUT, f"upstream unavailable: {exc}", "track_status")
                 return
-            if rid in conn.session._requests:
-                conn.session.accept(rid, Parameters(largest_object=ok.parameters.largest_object), ok.track_properties)
-                conn.flush()
+            if conn.is_live(rid):
+                conn.accept(rid, Parameters(largest_object=ok.parameters.largest_object), ok.track_properties)
 
-        self._spawn(ask())
+        self.spawn(ask())
 
     # --- shutdown ----------------------------------------------------------------------------
     def add_connection(self, conn: Connection) -> None:

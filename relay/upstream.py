@@ -67,20 +67,18 @@ class UpstreamLink:
         conn = self.conn
         if conn is None or conn.is_closed or ns in self.announced:
             return
-        self.announced[ns] = conn.session.publish_namespace(ns)
-        conn.flush()
-        rid = self.announced[ns]
+        rid = self.announced[ns] = conn.start_publish_namespace(ns)
 
         async def confirm() -> None:
             try:
-                await conn._await(rid, 10.0)
+                await conn.wait_response(rid, 10.0)
                 log.info("upstream_announced", namespace=namespace_to_str(ns))
             except (RequestRejectedError, SessionClosedError, TimeoutError, ConnectionError) as exc:
                 log.warning("upstream_announce_failed", namespace=namespace_to_str(ns), error=str(exc))
                 if self.announced.get(ns) == rid:
                     del self.announced[ns]
 
-        self.relay._spawn(confirm())
+        self.relay.spawn(confirm())
 
     def withdraw(self, ns: TrackNamespace) -> None:
         rid = self.announced.pop(ns, None)

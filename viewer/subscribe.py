@@ -165,7 +165,7 @@ class TrackReader:
                     await fetch_task
             if not self.viewer.closing:
                 self.ended_at = time.monotonic()
-                self.viewer._reader_ended(self)
+                self.viewer.reader_ended(self)
 
     async def _read_fetch(self) -> None:
         assert self.fetch is not None
@@ -177,7 +177,7 @@ class TrackReader:
         finally:
             pending, self.pending = self.pending or [], None
             for rx in pending:
-                self.viewer._media(rx)
+                self.viewer.media_received(rx)
 
     def _on(self, obj: ev.ObjectReceived, fetched: bool) -> None:
         if obj.status != ObjectStatus.NORMAL:
@@ -195,17 +195,17 @@ class TrackReader:
         rx = Received(self.name, obj.group_id, obj.subgroup_id, obj.object_id, obj.payload, props, latency, now_us,
                       fetched)
         if self.kind == "catalog":
-            self.viewer._catalog_object(rx)
+            self.viewer.catalog_received(rx)
         if self.stats is None:
             return
         if not self.stats.record(obj.group_id, obj.object_id, len(obj.payload), latency, ts, now):
             return  # a duplicate
-        self.viewer._object(rx)
+        self.viewer.object_received(rx)
         if self.kind in ("video", "audio"):
             if self.pending is not None and not fetched:
                 self.pending.append(rx)
             else:
-                self.viewer._media(rx)
+                self.viewer.media_received(rx)
 
     def close(self) -> None:
         for s in (self.fetch, self.sub):
@@ -375,15 +375,15 @@ class Viewer:
         return reader
 
     # --- objects ----------------------------------------------------------------------------------
-    def _object(self, rx: Received) -> None:
+    def object_received(self, rx: Received) -> None:
         if self.on_object is not None:
             self.on_object(rx)
 
-    def _media(self, rx: Received) -> None:
+    def media_received(self, rx: Received) -> None:
         if self.on_media is not None:
             self.on_media(rx)
 
-    def _catalog_object(self, rx: Received) -> None:
+    def catalog_received(self, rx: Received) -> None:
         if rx.object != 0:
             self._warn("catalog delta updates are not supported; ignored")
             return
@@ -434,7 +434,7 @@ class Viewer:
             if self.on_warning is not None:
                 self.on_warning(msg)
 
-    def _reader_ended(self, reader: TrackReader) -> None:
+    def reader_ended(self, reader: TrackReader) -> None:
         self._changed.set()
 
     # --- running ----------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 `Track` does not know where objects come from (a local encoder or an upstream relay
 session) nor where they go: each downstream subscription is a `TrackSink`.  Payloads
-are stored and forwarded as the same bytes objects, never copied per subscriber.
+are stored and forwarded as the same bytes objects, never copied per subscriber, and
+each object's wire form is memoized on it (`CachedObject.wire`) so that every
+subscriber in the same position on its stream shares one encoding.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..wire.data import ObjectStatus
+from ..wire.data import ObjectDatagram, ObjectStatus
 from ..wire.types import KeyValuePairs, Location, TrackNamespace
 
 
@@ -25,10 +27,23 @@ class CachedObject:
     properties: bytes = b""
     status: int = ObjectStatus.NORMAL
     priority: int | None = None
+    #: encodings shared by all subscribers, filled by the data plane on first use: per-object
+    #: subgroup fields keyed by (previous object ID on the stream, has properties), whole
+    #: datagrams keyed by track alias, and "dg" -> the ObjectDatagram itself
+    wire: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def location(self) -> Location:
         return Location(self.group_id, self.object_id)
+
+    def datagram(self) -> ObjectDatagram:
+        """This object as a datagram (track alias 0: the data plane sets each subscriber's)."""
+        dg = self.wire.get("dg")
+        if dg is None:
+            dg = self.wire["dg"] = ObjectDatagram(
+                0, self.group_id, self.object_id, self.priority, self.properties or None,
+                None if self.status == ObjectStatus.NORMAL else self.status, self.payload)
+        return dg
 
 
 @dataclass(slots=True)
