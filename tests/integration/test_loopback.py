@@ -149,15 +149,13 @@ def test_client_publishes_to_server(scheme):
     class Subscriber:
         def on_request(self, conn: Connection, event) -> None:
             if isinstance(event, ev.PublishNamespaceRequested):
-                conn.session.accept(event.request_id)
-                conn.flush()
+                conn.accept(event.request_id)
                 asyncio.get_running_loop().create_task(self._pull(conn, event.message.track_namespace))
             elif isinstance(event, ev.PublishRequested):
                 sub = conn.accept_publish(event.request_id)
                 asyncio.get_running_loop().create_task(self._drain(sub, "push"))
             else:
-                conn.session.reject(event.request_id, RequestErrorCode.NOT_SUPPORTED)
-                conn.flush()
+                conn.reject(event.request_id, RequestErrorCode.NOT_SUPPORTED)
 
         async def _pull(self, conn, ns):
             sub = await conn.subscribe(ns, b"mic")
@@ -195,12 +193,10 @@ def test_datagrams_and_status_objects(scheme):
     class DatagramPublisher(Publisher):
         def on_request(self, conn, event):
             if isinstance(event, ev.SubscribeRequested):
-                conn.session.accept_subscribe(event.request_id)
+                conn.accept_subscribe(event.request_id)
                 for o in range(5):
-                    conn.session.data.send_datagram(event.request_id, ObjectDatagram(0, 1, o, payload=b"dg%d" % o))
-                conn.session.data.send_datagram(
-                    event.request_id, ObjectDatagram(0, 1, 5, status=ObjectStatus.END_OF_GROUP))
-                conn.flush()
+                    conn.data.send_datagram(event.request_id, ObjectDatagram(0, 1, o, payload=b"dg%d" % o))
+                conn.data.send_datagram(event.request_id, ObjectDatagram(0, 1, 5, status=ObjectStatus.END_OF_GROUP))
             else:
                 super().on_request(conn, event)
 
