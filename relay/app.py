@@ -2,7 +2,8 @@
 
 Configuration precedence: defaults < TOML file (--config) < MOQ_RELAY_* environment < flags.
 SIGTERM or SIGINT starts a graceful drain: GOAWAY to every session, up to --drain-timeout
-seconds for them to leave, then exit 0.
+seconds for them to leave, then exit 0.  `--workers N` (N > 1, or auto) runs N of these relays
+as worker processes behind one UDP port under a supervisor: see relay/workers.py.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
-from moq import api
+from moq import api, versions
+from moq.connection import Connection
 from moq.log import configure_logging
 from moq.session import SessionConfig
+from moq.transport import endpoint
 from moq.transport.loop import run
 from moq.transport.tls import ServerCredentials
 
@@ -24,6 +28,9 @@ from .config import ConfigError, RelayConfig, build_parser, load_config
 from .http import start_http
 from .metrics import RelayMetrics
 from .relay import Relay
+
+if TYPE_CHECKING:
+    from .workers import WorkerRole
 
 log = structlog.get_logger("relay")
 
@@ -42,10 +49,33 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None) -> int:
+async def _listen(host: str, port: int, creds: ServerCredentials, relay: Relay, on_connection, session_config,
+                  reuse_port: bool) -> endpoint.Server:
+    """api.serve, plus SO_REUSEPORT for workers (api.serve has no reuse_port parameter yet)."""
+    if not reuse_port:
+        return await api.serve(host, port, credentials=creds, handler=relay, on_connection=on_connection,
+                               config=session_config)
+
+    async def on_session(transport) -> None:  # what api.serve does per session
+        conn = Connection(transport, handler=relay, config=session_config())
+        try:
+            await conn.ready()
+        except Exception:
+            conn.close()
+            return
+        on_connection(conn)
+        await conn.wait_closed()
+
+    return await endpoint.serve(host, port, creds, on_session, alpns=versions.SUPPORTED_ALPNS, reuse_port=True)
+
+
+async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None, worker: WorkerRole | None = None
+                      ) -> int:
+    """Run one relay until SIGTERM/SIGINT, then drain; `worker` is set in a --workers worker process."""
     creds = ServerCredentials.load(cfg.cert, cfg.key) if cfg.cert and cfg.key else ServerCredentials.dev()
     metrics = RelayMetrics()
     relay = Relay(cfg, metrics)
+    metrics.observe(relay)
     host, port = cfg.bind_address
     full = 0
 
@@ -63,17 +93,29 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None) -
             return
         relay.add_connection(conn)
 
-    server = await api.serve(host, port, credentials=creds, handler=relay, on_connection=on_connection,
-                             config=session_config)
+    server = await _listen(host, port, creds, relay, on_connection, session_config, reuse_port=worker is not None)
+    hub = None  # worker 0's private loopback port, where the other workers' upstream links arrive
+    if worker is not None and worker.hub:
+        hub = await _listen("127.0.0.1", 0, creds, relay, on_connection, session_config, reuse_port=False)
     stop = asyncio.Event()
     http = None
-    if cfg.http_address is not None:
+    if worker is not None:  # a private port: the supervisor serves --http for every worker
+        http = await start_http("127.0.0.1", 0, fingerprint=creds.fingerprint, metrics=metrics, web_root=None,
+                                health=lambda: not stop.is_set() and worker.linked(relay))
+    elif cfg.http_address is not None:
         hh, hp = cfg.http_address
         http = await start_http(hh, hp, fingerprint=creds.fingerprint, metrics=metrics,
                                 web_root=cfg.web_root or default_web_root(), health=lambda: not stop.is_set())
         hp = http.sockets[0].getsockname()[1]
     if cfg.upstream:
         relay.start_upstream(cfg.upstream, cfg.upstream_fingerprint)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if worker is not None:
+        await worker.started(relay, stop, port=server.port, hub=hub.port if hub else None,
+                             http=http.sockets[0].getsockname()[1])
+        return await _drain(cfg, relay, [server, hub, http], stop, worker)
     uh = _url_host(host)
     print(f"moq-relay {cfg.node_name}: listening on udp {host}:{server.port}", flush=True)
     print(f"  raw QUIC:     moqt://{uh}:{server.port}/", flush=True)
@@ -84,20 +126,25 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None) -
     if cfg.upstream:
         print(f"  upstream:     {cfg.upstream}", flush=True)
     log.info("relay_started", bind=f"{host}:{server.port}", http=cfg.http, node=cfg.node_name)
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     if ready is not None:
         ready.set()
+    return await _drain(cfg, relay, [server, http], stop, None)
+
+
+async def _drain(cfg: RelayConfig, relay: Relay, servers: list, stop: asyncio.Event, worker: WorkerRole | None
+                 ) -> int:
+    """Wait for the stop signal, drain (GOAWAY, --drain-timeout), close the listeners."""
     await stop.wait()
     log.info("relay_draining", sessions=len(relay.connections), timeout_s=cfg.drain_timeout)
-    await relay.drain(cfg.drain_timeout)
-    server.close()
-    if http is not None:
-        http.close()
+    if worker is None:
+        await relay.drain(cfg.drain_timeout)
+    else:
+        await worker.drain(relay, cfg.drain_timeout)  # keeps the shared port open until every worker drained
+    for s in servers:
+        if s is not None:
+            s.close()
     try:
-        await asyncio.wait_for(server.wait_closed(), 2.0)
+        await asyncio.wait_for(servers[0].wait_closed(), 2.0)
     except TimeoutError:
         pass
     log.info("relay_stopped")
@@ -111,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"moq-relay: {exc}", file=sys.stderr)
         return 2
     configure_logging(cfg.log_format, cfg.log_level)
+    if cfg.worker_count > 1:
+        from .workers import supervise
+
+        return run(supervise(cfg))
     return run(serve_relay(cfg))
 
 

@@ -58,6 +58,10 @@ class RelayConfig:
                           shown="hostname")
     log_format: str = _opt("console", "choice", "log line format on stderr: console or json", "logging")
     log_level: str = _opt("info", "choice", "debug, info, warning, error or critical", "logging")
+    workers: int | str = _opt(1, "workers", "worker processes sharing the UDP port (SO_REUSEPORT), an integer or "
+                              "auto = one per usable core; tracks cross between workers over loopback relay "
+                              "links; a QUIC connection's migration to a new address is not supported "
+                              "across workers")
     drain_timeout: float = _opt(5.0, "float", "seconds to drain sessions after SIGTERM/SIGINT before exiting")
     max_sessions: int = _opt(10_000, "int", "concurrent sessions; more are refused", "limits")
     max_requests_per_session: int = _opt(1_000, "int", "request ids a peer may use (MAX_REQUEST_ID)", "limits")
@@ -89,6 +93,19 @@ class RelayConfig:
     @property
     def http_address(self) -> tuple[str, int] | None:
         return parse_hostport(self.http) if self.http else None
+
+    @property
+    def worker_count(self) -> int:
+        """`workers` as a number: "auto" is the cores this process may run on (sched_getaffinity)."""
+        return usable_cores() if self.workers == "auto" else int(self.workers)
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, which containers narrow), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 _FIELDS = {f.name: f for f in fields(RelayConfig)}
@@ -140,6 +157,8 @@ def _check(name: str, v: Any) -> str | None:
             parse_hostport(v)
         except ConfigError as e:
             return str(e)
+    elif kind == "workers" and v != "auto" and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+        return f"must be an integer >= 1 or auto, got {v!r}"
     elif name in _CHOICES and v not in _CHOICES[name]:
         return f"unknown {name.replace('_', ' ')} {v!r} (expected {', '.join(_CHOICES[name])})"
     elif kind in ("int", "size") and (isinstance(v, bool) or not isinstance(v, int) or v < _MIN.get(name, 1)):
@@ -170,6 +189,13 @@ def _convert(name: str, raw: Any, where: str, toml: bool = False) -> Any:
             return raw
         if kind == "choice" and text:
             return raw.lower()
+        if kind == "workers" and text:
+            word = raw.strip().lower()
+            if word != "auto" and not word.isdigit():
+                raise ValueError(f"expected an integer or auto, got {raw!r}")
+            return "auto" if word == "auto" else int(word)
+        if kind == "workers" and isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
         if kind == "int" and text:
             return int(raw)
         if kind == "size" and text:
@@ -182,7 +208,7 @@ def _convert(name: str, raw: Any, where: str, toml: bool = False) -> Any:
             return float(raw)
     except ValueError as e:
         raise ConfigError(f"{where}: {e}") from None
-    want = {"int": "an integer", "size": "a byte size", "float": "a number"}.get(kind, "a string")
+    want = {"int": "an integer", "size": "a byte size", "float": "a number", "workers": "an integer or auto"}.get(kind, "a string")
     raise ConfigError(f"{where}: expected {want}, got {raw!r}")
 
 
@@ -219,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
             metavar = "|".join(_CHOICES[name]) if name == "log_format" else "LEVEL"
         elif name in ("bind", "http"):
             metavar = "HOST:PORT"
+        elif kind == "workers":
+            metavar = "N|auto"
         elif name in ("upstream", "node_name", "upstream_fingerprint"):
             metavar = {"upstream": "URL", "node_name": "NAME", "upstream_fingerprint": "HEX"}[name]
         shown = f.metadata["shown"] or (f"{default // MiB}MiB" if kind == "size" and default >= MiB else default)

@@ -4,20 +4,22 @@ A page needs the dev certificate's SHA-256 before it can open WebTransport (Chro
 serverCertificateHashes), Prometheus needs a scrape target and an orchestrator a health probe. That is
 a handful of GETs, so this is a deliberately tiny HTTP/1.1 server on asyncio streams rather than a web
 framework: one request per connection, bounded head size and read time, GET and HEAD only.
+`metrics.render()` and `health()` may return awaitables: the --workers supervisor answers them by
+asking its workers (relay/workers.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import structlog
-
-from relay.metrics import RelayMetrics
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +41,15 @@ CONTENT_TYPES = {
 _TEXT = "text/plain; charset=utf-8"
 
 Response = tuple[int, dict[str, str], bytes]
+Health = Callable[[], bool | Awaitable[bool]]
+
+
+class MetricsSource(Protocol):
+    """What /metrics serves: RelayMetrics, or the supervisor's view of all workers."""
+
+    content_type: str
+
+    def render(self) -> bytes | Awaitable[bytes]: ...
 
 
 def _plain(status: int, text: str | None = None, **headers: str) -> Response:
@@ -49,8 +60,8 @@ def _plain(status: int, text: str | None = None, **headers: str) -> Response:
 class _Handler:
     """Routes one parsed request; built once per server, shared by its connections."""
 
-    def __init__(self, fingerprint: str, metrics: RelayMetrics, web_root: Path | None,
-                 health: Callable[[], bool], read_timeout: float) -> None:
+    def __init__(self, fingerprint: str, metrics: MetricsSource, web_root: Path | None,
+                 health: Health, read_timeout: float) -> None:
         self.fingerprint = fingerprint
         self.metrics = metrics
         self.web_root = web_root.resolve() if web_root is not None else None
@@ -103,10 +114,14 @@ class _Handler:
             return _plain(200, self.fingerprint, **{"Access-Control-Allow-Origin": "*",
                                                     "Cache-Control": "no-store"})
         if path == "/metrics":
-            return 200, {"Content-Type": self.metrics.content_type, "Cache-Control": "no-store"}, self.metrics.render()
+            body = self.metrics.render()
+            if inspect.isawaitable(body):
+                body = await body
+            return 200, {"Content-Type": self.metrics.content_type, "Cache-Control": "no-store"}, body
         if path == "/healthz":
             try:
-                ok = bool(self.health())
+                ok = self.health()
+                ok = bool(await ok) if inspect.isawaitable(ok) else bool(ok)
             except Exception:
                 log.exception("health_check_failed")
                 ok = False
@@ -157,8 +172,8 @@ class _Handler:
         await writer.drain()
 
 
-async def start_http(host: str, port: int, *, fingerprint: str, metrics: RelayMetrics, web_root: Path | None,
-                     health: Callable[[], bool], read_timeout: float = READ_TIMEOUT) -> asyncio.Server:
+async def start_http(host: str, port: int, *, fingerprint: str, metrics: MetricsSource, web_root: Path | None,
+                     health: Health, read_timeout: float = READ_TIMEOUT) -> asyncio.Server:
     """Listen on host:port (port 0 picks a free one; see server.sockets) and serve until closed.
 
     Close with `server.close(); await server.wait_closed()`; each connection ends by itself within

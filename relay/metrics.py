@@ -8,7 +8,14 @@ one `inc(n)` rather than one call per object per subscriber.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from moq.transport.stats import STATS, TransportStats
 
 PREFIX = "moq_relay_"
 
@@ -46,7 +53,36 @@ class RelayMetrics:
                                         ("reason",))
         for reason in REFUSAL_REASONS:  # export zeros so rate() and alerts work before the first refusal
             self.requests_refused.labels(reason=reason)
+        self.upstream_subscriptions = gauge("upstream_subscriptions", "Live tracks fed by a SUBSCRIBE this relay "
+                                            "sent (to a publisher, a parent relay or another worker): one per track.")
+        self.namespaces = gauge("namespaces", "Namespaces with a live announcer this relay routes to.")
+        r.register(UdpCollector(STATS))
+
+    def observe(self, relay: Any) -> None:
+        """Feed the routing gauges from a Relay's public state, read only at scrape time."""
+        self.upstream_subscriptions.set_function(
+            lambda: sum(1 for t in relay.tracks.values() if t.state == "live" and not t.pushed))
+        self.namespaces.set_function(lambda: sum(1 for pubs in relay.announced.values() if pubs))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this relay's metrics (serve with `content_type`)."""
         return generate_latest(self.registry)
+
+
+class UdpCollector(Collector):
+    """The transport's process-wide UDP counters (moq.transport.stats) as Prometheus counters."""
+
+    DOCS = {
+        "datagrams_sent": "UDP datagrams sent (each GSO segment counts once).",
+        "bytes_sent": "UDP payload bytes sent.",
+        "send_calls": "Send syscalls that carried those datagrams.",
+        "datagrams_received": "UDP datagrams received.",
+        "bytes_received": "UDP payload bytes received.",
+    }
+
+    def __init__(self, stats: TransportStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        for name, value in self.stats.snapshot().items():
+            yield CounterMetricFamily(f"{PREFIX}udp_{name}", self.DOCS.get(name, name.replace("_", " ")), value=value)

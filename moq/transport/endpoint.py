@@ -72,11 +72,12 @@ class Server:
         self.host = ""
         self.port = 0
 
-    async def _start(self, host: str, port: int) -> None:
+    async def _start(self, host: str, port: int, reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
         self._transport, self._listener = await loop.create_datagram_endpoint(
             lambda: QuicServer(configuration=self._config, create_protocol=self._create_protocol),
             local_addr=(host, port),
+            reuse_port=reuse_port or None,
         )
         sock = self._transport.get_extra_info("socket")
         if sock is not None:
@@ -165,15 +166,17 @@ async def serve(
     *,
     alpns: Sequence[str] = DEFAULT_ALPNS,
     idle_timeout: float | None = None,
+    reuse_port: bool = False,
 ) -> Server:
     """Listen on ``host:port`` (IPv4 or IPv6 literal or name; port 0 picks a free port, see
     ``Server.port``) for raw QUIC (``alpns``) and WebTransport (``h3``) connections.
+    ``reuse_port`` sets SO_REUSEPORT, so several processes can share the port (moq-relay --workers).
 
     ``on_session(session)`` is called once per established session.  It may be a plain
     function or return an awaitable; the server runs the latter in a task it cancels on close.
     """
     server = Server(credentials, on_session, alpns, idle_timeout)
-    await server._start(host, port)
+    await server._start(host, port, reuse_port)
     return server
 
 

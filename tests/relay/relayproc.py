@@ -41,6 +41,7 @@ START_TIMEOUT = 20.0
 _QUIC = re.compile(r"raw QUIC:\s+moqt://([^\s/]+):(\d+)/")
 _FP = re.compile(r"certificate sha256:\s+([0-9a-fA-F]{64})")
 _HTTP = re.compile(r"http:\s+http://([^\s/]+):(\d+)/")
+_WORKERS = re.compile(r"workers:\s+(\d+) \(pids ([\d ]+)\)")  # --workers N > 1 only
 
 
 def python_env() -> dict[str, str]:
@@ -61,6 +62,7 @@ class RelayProcess:
         self.http_port = 0
         self.fingerprint = ""
         self.stdout_lines: list[str] = []
+        self.worker_pids: list[int] = []
         self._log = tempfile.NamedTemporaryFile(prefix="moq-relay-", suffix=".log", delete=False)
         self._drainer: threading.Thread | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -89,6 +91,8 @@ class RelayProcess:
                 self.fingerprint = m[1].lower()
             elif m := _HTTP.search(line):
                 self.http_port = int(m[2])
+            elif m := _WORKERS.search(line):
+                self.worker_pids = [int(p) for p in m[2].split()]
         return self
 
     def _drain(self) -> None:
@@ -133,6 +137,9 @@ class RelayProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+        for pid in self.worker_pids:  # --workers: a worker outliving its supervisor must not linger
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
         if self.proc is not None and self.proc.stdout is not None:
             with contextlib.suppress(OSError):
                 self.proc.stdout.close()
@@ -164,6 +171,18 @@ class RelayProcess:
                 name, _, value = line.rpartition(" ")
                 out[name] = float(value)
         return out
+
+    def by_worker(self, name: str) -> dict[str, float]:
+        """One metric of a --workers relay, {worker: value}, from the samples labelled worker="k"."""
+        out: dict[str, float] = {}
+        for key, value in self.metrics().items():
+            if m := re.fullmatch(rf'{re.escape(name)}\{{worker="([^"]+)"\}}', key):
+                out[m[1]] = value
+        return out
+
+    def log_text(self) -> str:
+        """The whole log so far (stderr, JSON lines)."""
+        return Path(self._log.name).read_text(errors="replace")
 
     def log_tail(self, chars: int = 4000) -> str:
         try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 import pytest
 
+from relay import config as relay_config
 from relay.config import ConfigError, MiB, RelayConfig, build_parser, load_config, parse_hostport, parse_size
 
 pytestmark = pytest.mark.timeout(10)
@@ -198,3 +200,46 @@ def test_unknown_flag_and_no_abbreviations():
         load_config(["--nope"], {})
     with pytest.raises(SystemExit):
         load_config(["--max-sess", "3"], {})
+
+
+def test_workers_default_toml_env_flag_and_auto(tmp_path, monkeypatch):
+    assert load_config([], {}).workers == 1 and load_config([], {}).worker_count == 1
+    monkeypatch.setattr("relay.config.usable_cores", lambda: 6)
+    path = toml(tmp_path, "workers = 3\n")
+    assert load_config(["--config", path], {}).worker_count == 3
+    assert load_config(["--config", toml(tmp_path, 'workers = "auto"\n')], {}).worker_count == 6
+    assert load_config(["--config", path], {"MOQ_RELAY_WORKERS": "AUTO"}).workers == "auto"  # env over toml
+    assert load_config(["--config", path], {"MOQ_RELAY_WORKERS": "4"}).worker_count == 4
+    c = load_config(["--config", path, "--workers", "2"], {"MOQ_RELAY_WORKERS": "auto"})  # flag over both
+    assert (c.workers, c.worker_count) == (2, 2)
+    assert load_config(["--workers", "auto"], {}).worker_count == 6
+    assert RelayConfig(workers="auto").worker_count == 6
+
+
+def test_usable_cores_is_the_affinity_mask():
+    assert relay_config.usable_cores() == len(os.sched_getaffinity(0)) >= 1
+
+
+@pytest.mark.parametrize(("argv", "env", "text", "needle"), [
+    (["--workers", "0"], {}, None, "--workers: must be an integer >= 1 or auto, got 0"),
+    (["--workers", "many"], {}, None, "--workers: expected an integer or auto, got 'many'"),
+    (["--workers", "-2"], {}, None, "--workers: expected an integer or auto, got '-2'"),
+    ([], {"MOQ_RELAY_WORKERS": "1.5"}, None, "environment MOQ_RELAY_WORKERS: expected an integer or auto"),
+    ([], {}, "workers = true\n", "workers: expected an integer or auto, got True"),
+    ([], {}, "workers = 0\n", "workers: must be an integer >= 1 or auto, got 0"),
+    ([], {}, 'workers = "all"\n', "workers: expected an integer or auto, got 'all'"),
+])
+def test_workers_errors(tmp_path, argv, env, text, needle):
+    if text is not None:
+        argv = ["--config", toml(tmp_path, text), *argv]
+    with pytest.raises(ConfigError) as e:
+        load_config(argv, env)
+    assert needle in str(e.value)
+    with pytest.raises(ConfigError, match="workers: must be an integer >= 1 or auto"):
+        RelayConfig(workers=0)
+
+
+def test_help_documents_workers_and_migration():
+    text = " ".join(build_parser().format_help().split())
+    assert "--workers N|auto" in text and "SO_REUSEPORT" in text and "MOQ_RELAY_WORKERS" in text
+    assert "migration to a new address is not supported across workers" in text

@@ -222,3 +222,41 @@ def test_port_zero_binds_a_free_port():
         async with serving() as (port_a, _), serving() as (port_b, _):
             assert port_a and port_b and port_a != port_b
     asyncio.run(main())
+
+
+def test_metrics_and_health_may_be_awaitable():
+    """The --workers supervisor answers /metrics and /healthz by asking its workers."""
+    class Gathered:
+        content_type = "text/plain; version=0.0.4; charset=utf-8"
+
+        async def render(self) -> bytes:
+            await asyncio.sleep(0)
+            return b"moq_relay_workers 2.0\n"
+
+    async def main():
+        state = [True]
+
+        async def health() -> bool:
+            await asyncio.sleep(0)
+            return state[0]
+
+        server = await start_http("127.0.0.1", 0, fingerprint=FP, metrics=Gathered(), web_root=None, health=health)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            status, headers, body = await get(port, "/metrics")
+            assert (status, body) == (200, b"moq_relay_workers 2.0\n")
+            assert headers["content-type"] == Gathered.content_type
+            assert (await get(port, "/healthz"))[0] == 200
+            state[0] = False
+            assert (await get(port, "/healthz"))[0] == 503
+    asyncio.run(main())
+
+
+def test_udp_counters_and_routing_gauges_are_exported():
+    from moq.transport.stats import STATS
+
+    text = RelayMetrics().render().decode()
+    for name in ("datagrams_sent", "bytes_sent", "send_calls", "datagrams_received", "bytes_received"):
+        assert f"# TYPE moq_relay_udp_{name}_total counter" in text
+        assert f"moq_relay_udp_{name}_total {float(getattr(STATS, name))}" in text
+    assert "moq_relay_upstream_subscriptions 0.0" in text and "moq_relay_namespaces 0.0" in text
