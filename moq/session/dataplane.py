@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .core import SessionConfig
     from .outbox import Outbox
 
+_location = tuple.__new__
 RETIRED_ALIASES = 1024
 HELD_DATAGRAMS = 256
 
@@ -426,7 +427,7 @@ class DataPlane:
     def _track_largest(req: Request, group: int, obj: int) -> None:
         largest = req.largest
         if largest is None or group > largest[0] or (group == largest[0] and obj > largest[1]):
-            req.largest = Location(group, obj)
+            req.largest = _location(Location, (group, obj))  # Location(group, obj), without its slow __new__
 
     def send_datagram(self, request_id: int, dg: ObjectDatagram, *, wire: dict | None = None) -> None:
         """Send an object as a datagram under this subscription's track alias.  `wire`
