@@ -1,14 +1,31 @@
-"""Reader/Writer over bytes.
+"""Reader/Writer over bytes, and `varint_at`, the exception-free varint of the hot paths.
 
-`Reader` raises NeedMoreData when its input ends early; decoders of length-bounded
-units (a control message payload) turn that into a ProtocolViolation, because there
-the bytes are all present and simply malformed.
+`Reader` raises NeedMoreData when its input ends early, with the offset its input must
+reach as the exception's argument, so that an incremental decoder waits for that many
+bytes instead of retrying on every chunk.  Decoders of length-bounded units (a control
+message payload) turn NeedMoreData into a ProtocolViolation, because there the bytes
+are all present and simply malformed.
 """
 
 from __future__ import annotations
 
 from ..errors import LocalUsageError, NeedMoreData, ProtocolViolation
-from .varint import decode_varint, encode_varint
+from .varint import encode_varint
+
+
+def varint_at(data: bytes | bytearray | memoryview, pos: int, end: int) -> tuple[int, int]:
+    """(value, new_pos) of the varint at `pos`; a new_pos beyond `end` means the integer is
+    incomplete and new_pos is the offset the input must reach (nothing is raised)."""
+    if pos >= end:
+        return 0, pos + 1
+    first = data[pos]
+    if first < 0x80:
+        return first, pos + 1
+    length = 9 - (first ^ 0xFF).bit_length()  # count of leading 1 bits, plus one
+    stop = pos + length
+    if stop > end:
+        return 0, stop
+    return ((first & (0xFF >> length)) << (8 * (length - 1))) | int.from_bytes(data[pos + 1 : stop], "big"), stop
 
 
 class Reader:
@@ -26,24 +43,22 @@ class Reader:
         return self.pos >= self.end
 
     def varint(self) -> int:
-        if self.pos >= self.end:
-            raise NeedMoreData
-        value, pos = decode_varint(self.data, self.pos)
+        value, pos = varint_at(self.data, self.pos, self.end)
         if pos > self.end:
-            raise NeedMoreData
+            raise NeedMoreData(pos)
         self.pos = pos
         return value
 
     def uint8(self) -> int:
         if self.pos >= self.end:
-            raise NeedMoreData
+            raise NeedMoreData(self.pos + 1)
         value = self.data[self.pos]
         self.pos += 1
         return value
 
     def uint16(self) -> int:
         if self.pos + 2 > self.end:
-            raise NeedMoreData
+            raise NeedMoreData(self.pos + 2)
         value = (self.data[self.pos] << 8) | self.data[self.pos + 1]
         self.pos += 2
         return value
@@ -52,7 +67,7 @@ class Reader:
         """`length` bytes without copying."""
         end = self.pos + length
         if end > self.end:
-            raise NeedMoreData
+            raise NeedMoreData(end)
         out = self.data[self.pos : end]
         self.pos = end
         return out
@@ -74,7 +89,7 @@ class Reader:
         """A reader over the next `length` bytes (bounded sub-structure); advances self."""
         end = self.pos + length
         if end > self.end:
-            raise NeedMoreData
+            raise NeedMoreData(end)
         sub = Reader(self.data, self.pos, end)
         self.pos = end
         return sub

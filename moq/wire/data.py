@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from ..errors import LocalUsageError, NeedMoreData, ProtocolViolation, StreamResetCode, StreamResetError
-from .buffer import Reader, Writer
+from .buffer import Reader, Writer, varint_at
 from .varint import MAX_VARINT, encode_varint
 
 STREAM_TYPE_FETCH = 0x05
@@ -145,29 +145,79 @@ def encode_subgroup_object(
     return bytes(out)
 
 
-def decode_subgroup_object(
-    r: Reader, prev_object_id: int | None, has_properties: bool, max_payload: int | None = None
-) -> SubgroupObject:
-    """Parse one object; NeedMoreData if incomplete (the caller keeps its bytes).
-    A payload longer than `max_payload` raises StreamResetError(EXCESSIVE_LOAD) as soon
-    as its length is read, before any of it is buffered."""
-    delta = r.varint()
+def parse_subgroup_object_head(
+    data: bytes | memoryview, pos: int, end: int, prev_object_id: int | None, has_properties: bool,
+    max_payload: int | None = None,
+) -> tuple[int, int, bytes, int, int] | int:
+    """The fields of the object at `pos`, before its payload, without raising for short input.
+
+    Returns (object_id, status, properties, payload_start, payload_length), or, when
+    `data[:end]` ends inside them, the int offset the input must reach before a retry can
+    get further (so a large properties block is waited for, not re-parsed per chunk).
+    A payload (or properties block) longer than `max_payload` raises
+    StreamResetError(EXCESSIVE_LOAD) as soon as its length is read, before any of it is
+    buffered.
+    """
+    if pos >= end:
+        return pos + 1
+    first = data[pos]
+    if first < 0x80:  # one-byte Object ID Delta, by far the common case
+        delta, p = first, pos + 1
+    else:
+        delta, p = varint_at(data, pos, end)
+        if p > end:
+            return p
     object_id = delta if prev_object_id is None else prev_object_id + delta + 1
     if object_id > MAX_VARINT:
         raise ProtocolViolation("object ID exceeds 2^64-1")
     props = b""
     if has_properties:
-        props = r.bytes(r.varint())
-    length = r.varint()
+        n, p = varint_at(data, p, end)
+        if max_payload is not None and n > max_payload:
+            raise StreamResetError(f"object properties of {n} bytes exceed the limit {max_payload}",
+                                   StreamResetCode.EXCESSIVE_LOAD)
+        if p + n >= end:  # the block and at least the next byte
+            return p + n + 1
+        if n:
+            props = bytes(data[p : p + n])
+            p += n
+    b = data[p] if p < end else 0xFF
+    if b < 0x80:
+        length, p = b, p + 1
+    elif b < 0xC0 and p + 2 <= end:  # two bytes: payloads of 128 B .. 16 KB
+        length, p = ((b & 0x3F) << 8) | data[p + 1], p + 2
+    else:
+        length, p = varint_at(data, p, end)
+        if p > end:
+            return p
     if max_payload is not None and length > max_payload:
         raise StreamResetError(f"object of {length} bytes exceeds the limit {max_payload}",
                                StreamResetCode.EXCESSIVE_LOAD)
-    if length == 0:
-        status = check_status(r.varint())
-        if props and status != ObjectStatus.NORMAL:
-            raise ProtocolViolation("properties on an object whose status is not Normal")
-        return SubgroupObject(object_id, b"", status, props)
-    return SubgroupObject(object_id, r.bytes(length), ObjectStatus.NORMAL, props)
+    if length:
+        return object_id, ObjectStatus.NORMAL, props, p, length
+    status, p = varint_at(data, p, end)
+    if p > end:
+        return p
+    check_status(status)
+    if props and status != ObjectStatus.NORMAL:
+        raise ProtocolViolation("properties on an object whose status is not Normal")
+    return object_id, status, props, p, 0
+
+
+def decode_subgroup_object(
+    r: Reader, prev_object_id: int | None, has_properties: bool, max_payload: int | None = None
+) -> SubgroupObject:
+    """Parse one whole object from `r`; NeedMoreData if incomplete (nothing consumed).
+    The payload is copied (the reader may be over a buffer that changes later); incremental,
+    zero-copy decoding of a stream is `framing.UniStreamDecoder`'s job."""
+    head = parse_subgroup_object_head(r.data, r.pos, r.end, prev_object_id, has_properties, max_payload)
+    if head.__class__ is int:
+        raise NeedMoreData(head)
+    object_id, status, props, start, length = head  # type: ignore[misc]
+    if start + length > r.end:
+        raise NeedMoreData(start + length)
+    r.pos = start + length
+    return SubgroupObject(object_id, bytes(r.data[start : r.pos]) if length else b"", status, props)
 
 
 # --- datagrams (§ Object Datagram) ---------------------------------------------------
@@ -229,29 +279,54 @@ class ObjectDatagram:
 
     @classmethod
     def decode_after_type(cls, t: int, r: Reader) -> ObjectDatagram:
+        """The datagram after its Type; `r` holds exactly the datagram's bytes."""
+        dg = cls.decode_fields(t, r.data, r.pos, r.end)
+        r.pos = r.end
+        return dg
+
+    @classmethod
+    def decode_fields(cls, t: int, data: bytes | memoryview, p: int, end: int) -> ObjectDatagram:
+        """`data[p:end]` is the datagram after its Type.  The payload is a view when `data`
+        is immutable bytes (or a view of them), a copy otherwise."""
         if not is_datagram_type(t):
             raise ProtocolViolation(f"invalid datagram type {t:#x}")
-        try:
-            alias, group = r.varint(), r.varint()
-            obj = 0 if t & DG_ZERO_OBJECT_ID else r.varint()
-            prio = None if t & DG_DEFAULT_PRIORITY else r.uint8()
-            props = None
-            if t & DG_PROPERTIES:
-                props = r.lp_bytes()
-                if not props:
+        alias, p = varint_at(data, p, end)
+        group, p = varint_at(data, p, end)  # past `end` stays past it: one check below
+        obj = 0
+        if not t & DG_ZERO_OBJECT_ID:
+            obj, p = varint_at(data, p, end)
+        prio = None
+        if not t & DG_DEFAULT_PRIORITY:
+            if p < end:
+                prio = data[p]
+            p += 1
+        props = None
+        if t & DG_PROPERTIES:
+            n, p = varint_at(data, p, end)
+            if p + n <= end:
+                if not n:
                     raise ProtocolViolation("datagram PROPERTIES bit with zero-length properties")
-            status = None
-            payload: bytes | memoryview = b""
-            if t & DG_STATUS:
-                status = check_status(r.varint())
-                if props is not None and status != ObjectStatus.NORMAL:
-                    raise ProtocolViolation("properties on a datagram whose status is not Normal")
-                if not r.at_end():
-                    raise ProtocolViolation("bytes after a datagram's object status")
+                props = bytes(data[p : p + n])
+            p += n
+        if p > end:
+            raise ProtocolViolation("truncated datagram")
+        status = None
+        payload: bytes | memoryview = b""
+        if t & DG_STATUS:
+            status, p = varint_at(data, p, end)
+            if p > end:
+                raise ProtocolViolation("truncated datagram")
+            check_status(status)
+            if props is not None and status != ObjectStatus.NORMAL:
+                raise ProtocolViolation("properties on a datagram whose status is not Normal")
+            if p != end:
+                raise ProtocolViolation("bytes after a datagram's object status")
+        elif p < end:
+            base = data.obj if data.__class__ is memoryview else data  # type: ignore[union-attr]
+            if base.__class__ is bytes:
+                payload = (data if data.__class__ is memoryview else memoryview(data))[p:end]
             else:
-                payload = bytes(r.rest())
-        except NeedMoreData:
-            raise ProtocolViolation("truncated datagram") from None
+                payload = bytes(data[p:end])
         return cls(alias, group, obj, prio, props, status, payload, bool(t & DG_END_OF_GROUP))
 
 
@@ -296,6 +371,10 @@ class EndOfRange:
     group_id: int
     object_id: int
     unknown: bool = False
+
+
+#: (group, subgroup, object, priority, properties, payload length) of a fetch object
+FetchHead = tuple[int, "int | None", int, int, bytes, int]
 
 
 class FetchObjectCodec:
@@ -375,11 +454,31 @@ class FetchObjectCodec:
 
     # decoder ---------------------------------------------------------------------
     def decode(self, r: Reader) -> FetchObject | EndOfRange:
-        """Parse one item; on NeedMoreData no state has changed (caller retries)."""
+        """Parse one whole item (payload copied); on NeedMoreData no state has changed."""
+        head = self.decode_head(r)
+        if head.__class__ is EndOfRange:
+            self.accept(head)
+            return head  # type: ignore[return-value]
+        group, subgroup, obj, prio, props, length = head  # type: ignore[misc]
+        payload = r.bytes(length)
+        self.accept(head)
+        return FetchObject(group, subgroup, obj, prio, payload, props)
+
+    def accept(self, head: FetchHead | EndOfRange) -> None:
+        """Make the item `decode_head` returned the prior object the next one's flags refer to."""
+        if head.__class__ is EndOfRange:
+            self.group, self.object, self.first = head.group_id, head.object_id, False  # type: ignore[union-attr]
+        else:
+            group, subgroup, obj, prio = head[:4]  # type: ignore[index]
+            self._advance(group, obj, subgroup, prio)
+
+    def decode_head(self, r: Reader) -> FetchHead | EndOfRange:
+        """An End of Range, or an object's fields up to its Payload Length as (group,
+        subgroup, object, priority, properties, payload length); NeedMoreData if `r` ends
+        first.  No state changes: the caller `accept()`s the result once it keeps it."""
         flags = r.varint()
         if flags in (END_OF_NON_EXISTENT_RANGE, END_OF_UNKNOWN_RANGE):
             group, obj = r.varint(), r.varint()
-            self.group, self.object, self.first = group, obj, False
             return EndOfRange(group, obj, flags == END_OF_UNKNOWN_RANGE)
         if flags >= 0x80:
             raise ProtocolViolation(f"invalid fetch serialization flags {flags:#x}")
@@ -425,9 +524,7 @@ class FetchObjectCodec:
         else:
             prio = self.priority
         props = r.lp_bytes() if flags & FETCH_PROPERTIES else b""
-        payload = r.bytes(r.varint())
-        self._advance(group, obj, subgroup, prio)
-        return FetchObject(group, subgroup, obj, prio, payload, props)
+        return group, subgroup, obj, prio, props, r.varint()
 
 
 def padding_stream_header() -> bytes:
