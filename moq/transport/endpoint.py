@@ -22,24 +22,21 @@ from aioquic.quic.connection import QuicConnection
 
 from .quic import DEFAULT_ALPNS, ConnectionProtocol, QuicSession, SessionBase, make_configuration
 from .tls import CertificateMismatch, ClientVerification, ServerCredentials
+from .udp import DatagramSender, grow_socket_buffers
 from .webtransport import WebTransportSession
 
 log = structlog.get_logger(__name__)
 
 H3_ALPN = "h3"
 DEFAULT_PORT = 443
-_SOCKET_BUFFER = 4 * 1024 * 1024
+_SOCKET_BUFFER = 8 * 1024 * 1024
 
 OnSession = Callable[[SessionBase], Awaitable[None] | None]
 
 
 def _grow_socket_buffers(sock: socket.socket) -> None:
     """Best effort: bulk media overflows the default UDP buffers on a busy loop."""
-    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKET_BUFFER)
-        except OSError:
-            pass
+    grow_socket_buffers(sock, _SOCKET_BUFFER)
 
 
 class Server:
@@ -65,6 +62,7 @@ class Server:
         credentials.configure(config)
         self._config = config
         self._listener: QuicServer | None = None
+        self._sender: DatagramSender | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._connections: set[ConnectionProtocol] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -82,12 +80,13 @@ class Server:
         sock = self._transport.get_extra_info("socket")
         if sock is not None:
             _grow_socket_buffers(sock)
+        self._sender = DatagramSender(self._transport)  # one for every connection on this socket
         sockname = self._transport.get_extra_info("sockname")
         self.host, self.port = sockname[0], sockname[1]
         log.info("listening", host=self.host, port=self.port, alpns=[*self.alpns, H3_ALPN])
 
     def _create_protocol(self, quic: QuicConnection, stream_handler: object = None) -> ConnectionProtocol:
-        conn = ConnectionProtocol(quic, app_factory=self._make_app)
+        conn = ConnectionProtocol(quic, app_factory=self._make_app, sender=self._sender)
         self._connections.add(conn)
         conn.on_terminated.append(self._connections.discard)
         conn.ready.add_done_callback(self._session_ready)
@@ -141,6 +140,8 @@ class Server:
             task.cancel()
         if self._transport is not None:
             self._transport.close()
+        if self._sender is not None:
+            self._sender.close()
         log.info("stopped_listening", port=self.port)
 
     async def wait_closed(self) -> None:

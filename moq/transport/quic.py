@@ -16,19 +16,18 @@ Three pieces live here because both transports share them:
 from __future__ import annotations
 
 import asyncio
-import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import structlog
-from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection, stream_is_unidirectional
 from aioquic.quic.packet import QuicErrorCode, QuicFrameType
 
+from . import aioquic_seam as seam
 from .base import (
     DatagramReceived,
     SessionClosed,
@@ -38,7 +37,9 @@ from .base import (
     StreamReset,
     TransportEvent,
 )
+from .stats import STATS
 from .tls import ClientVerification, peer_certificate
+from .udp import DatagramSender
 
 log = structlog.get_logger(__name__)
 
@@ -47,8 +48,6 @@ MAX_DATAGRAM_SIZE = 1452  # UDP payload per packet (DESIGN.md: 1452-byte packets
 MAX_DATAGRAM_FRAME_SIZE = 65536
 MAX_STREAM_DATA = 8 * 1024 * 1024
 MAX_DATA = 64 * 1024 * 1024
-MAX_STREAMS_BIDI = 1024  # aioquic hard-codes 128; it raises the limit as streams finish
-MAX_STREAMS_UNI = 8192
 IDLE_TIMEOUT = 60.0
 KEEPALIVE_INTERVAL = 15.0  # MoQ control streams go quiet for minutes; aioquic never pings by itself
 INTERNAL_ERROR = 0x1  # used when our own handler raises (MoQ INTERNAL_ERROR)
@@ -73,55 +72,8 @@ def make_configuration(
     )
 
 
-class PrioritizedQuicConnection(QuicConnection):
-    """aioquic's connection with stream priorities (draft-18 § Priorities).
-
-    aioquic serves streams round-robin from ``_streams_queue`` (moving served ones to the
-    back).  Reading the queue through this property stable-sorts it by each stream's
-    priority key first, so lower keys are always served first and equal keys keep their
-    round-robin order.  Streams without a key (control, HTTP/3) sort first.
-    """
-
-    _stream_priority: dict[int, tuple]
-
-    @property  # type: ignore[override]
-    def _streams_queue(self) -> list:
-        queue = self.__dict__["_streams_queue"]
-        prio = self.__dict__.get("_stream_priority")
-        if prio and len(queue) > 1:
-            queue.sort(key=lambda st: prio.get(st.stream_id, _TOP))
-        return queue
-
-    @_streams_queue.setter
-    def _streams_queue(self, value: list) -> None:
-        self.__dict__["_streams_queue"] = value
-
-    def set_stream_priority(self, stream_id: int, key: tuple) -> None:
-        prio = self.__dict__.setdefault("_stream_priority", {})
-        prio[stream_id] = key
-        if len(prio) > 2 * len(self._streams) + 256:  # drop keys of streams aioquic has discarded
-            live = self._streams
-            for sid in [sid for sid in prio if sid not in live]:
-                del prio[sid]
-
-
-
-_TOP: tuple = ()
-
-
-def tune_connection(quic: QuicConnection) -> None:
-    """Raise the peer's stream-count limits before our transport parameters are sent, and
-    give the connection stream priorities.
-
-    aioquic has no configuration knob for them (private attributes, checked on 1.7.2).
-    """
-    if type(quic) is QuicConnection:  # the server creates plain connections: same layout, add priorities
-        quic.__class__ = PrioritizedQuicConnection
-    for limit, value in (
-        (quic._local_max_streams_bidi, MAX_STREAMS_BIDI),
-        (quic._local_max_streams_uni, MAX_STREAMS_UNI),
-    ):
-        limit.value = limit.sent = value
+PrioritizedQuicConnection = seam.MoqQuicConnection  # the name older callers use
+tune_connection = seam.tune_connection
 
 
 def format_address(addr: tuple | None) -> str:
@@ -157,8 +109,8 @@ class SessionBase(ABC):
         authority: str = "",
     ) -> None:
         self._conn = conn
-        self._quic: QuicConnection = conn._quic
-        self._loop = conn._loop
+        self._quic: seam.MoqQuicConnection = conn.quic
+        self._loop = conn.loop
         self.is_client = is_client
         self.protocol = protocol
         self.path = path
@@ -173,8 +125,6 @@ class SessionBase(ABC):
         self._handler: Callable[[TransportEvent], None] | None = None
         self._pending: deque[TransportEvent] = deque()
         self._flushing = False
-        self._backlog = 0
-        self._backlog_at = 0.0
         self._log = log.bind(peer=self.peer, kind=self.kind, role="client" if is_client else "server")
 
     # --- TransportSession ---------------------------------------------------------------
@@ -188,24 +138,17 @@ class SessionBase(ABC):
         self._conn.transmit()
 
     def set_priority(self, stream_id: int, key: tuple) -> None:
-        """Send order among streams: lower keys first (see PrioritizedQuicConnection)."""
-        setter = getattr(self._quic, "set_stream_priority", None)
-        if setter is not None:
-            setter(stream_id, key)
+        """Send order among streams: lower keys first (see aioquic_seam.MoqQuicConnection)."""
+        self._quic.set_stream_priority(stream_id, key)
 
     def send_backlog(self) -> int:
-        """Stream bytes queued in aioquic but not yet acknowledged by the peer (all streams).
-
-        The relay uses it to notice a subscriber that stopped reading; recomputed at most
-        every 10 ms since it walks every stream."""
-        now = time.monotonic()
-        if now - self._backlog_at > 0.01:
-            self._backlog = sum(len(st.sender._buffer) for st in self._quic._streams.values())
-            self._backlog_at = now
-        return self._backlog
+        """Stream bytes queued in aioquic but not yet acknowledged by the peer (all streams):
+        an O(1) counter, which the relay reads per object to notice a subscriber that stopped
+        reading."""
+        return self._quic.moq_backlog.unacked
 
     def max_datagram_size(self) -> int:
-        remote = self._quic._remote_max_datagram_frame_size
+        remote = seam.remote_max_datagram_frame_size(self._quic)
         if not remote:
             return 0
         return max(0, min(MAX_DATAGRAM_SIZE - _DATAGRAM_OVERHEAD, remote - 5) - self._datagram_prefix_size())
@@ -231,15 +174,10 @@ class SessionBase(ABC):
             raise ValueError(f"datagram of {len(data)} bytes exceeds max_datagram_size() = {limit}")
 
     def _schedule(self) -> None:
-        self._conn._transmit_soon()
+        self._conn.transmit_soon()
 
     def _send_dropped(self, stream_id: int) -> bool:
-        """True when data for this stream must be silently dropped: its sending side was reset
-        (by us, or by aioquic answering the peer's STOP_SENDING) or the stream is long gone."""
-        stream = self._quic._streams.get(stream_id)
-        if stream is None:
-            return self._quic._stream_is_discarded(stream_id)
-        return stream.sender._reset_error_code is not None
+        return seam.send_dropped(self._quic, stream_id)
 
     def _emit(self, event: TransportEvent) -> None:
         """Queue an event for the handler; SessionClosed is delivered once and is the last event."""
@@ -343,7 +281,7 @@ class QuicSession(SessionBase):
         self._schedule()
 
     def stop_stream(self, stream_id: int, error_code: int) -> None:
-        if self._closing or stream_id not in self._quic._streams:
+        if self._closing or not seam.has_stream(self._quic, stream_id):
             return
         self._quic.stop_stream(stream_id, error_code)
         self._schedule()
@@ -372,7 +310,7 @@ class QuicSession(SessionBase):
         self.close(error_code, reason)
 
 
-class ConnectionProtocol(QuicConnectionProtocol):
+class ConnectionProtocol(seam.ProtocolBase):
     """asyncio protocol for one QUIC connection; dispatches to an App chosen by ALPN.
 
     ``ready`` resolves with the TransportSession once it is usable (raw QUIC: handshake done;
@@ -387,17 +325,18 @@ class ConnectionProtocol(QuicConnectionProtocol):
         app_factory: AppFactory,
         verification: ClientVerification | None = None,
         owns_transport: bool = False,
+        sender: DatagramSender | None = None,
     ) -> None:
         super().__init__(quic)
         tune_connection(quic)
         self._app_factory = app_factory
         self._verification = verification
         self._owns_transport = owns_transport
+        self.sender = sender
         self.app: App | None = None
         self.ready: asyncio.Future[SessionBase] = self._loop.create_future()
         self.failure: Exception | None = None
         self._early: list[qe.QuicEvent] = []
-        self._dead = False
         self._keepalive: asyncio.TimerHandle | None = None
         self.on_terminated: list[Callable[[ConnectionProtocol], None]] = []
 
@@ -417,28 +356,23 @@ class ConnectionProtocol(QuicConnectionProtocol):
 
     def abort(self, error_code: int = 0, reason: str = "") -> None:
         """Close now and forget the connection (server shutdown, client timeout): no closing period."""
-        if self._dead:
+        if self.dead:
             return
         if self.app is not None:
             self.app.abort(error_code, reason)
-        self._quic.close(error_code=error_code, reason_phrase=reason)
+        self.quic.close(error_code=error_code, reason_phrase=reason)
         self.transmit()
         self._terminate(error_code, reason)
 
     def _terminate(self, error_code: int, reason: str) -> None:
-        if self._dead:
+        if self.dead:
             return
-        self._dead = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._transmit_task is not None:
-            self._transmit_task.cancel()
-            self._transmit_task = None
+        self.dead = True
+        self.cancel_handles()
         if self._keepalive is not None:
             self._keepalive.cancel()
             self._keepalive = None
-        self._closed.set()
+        self.closed_event.set()
         if self.app is not None:
             self.app.terminated(error_code, reason)
         if not self.ready.done():
@@ -449,31 +383,52 @@ class ConnectionProtocol(QuicConnectionProtocol):
             self.ready.exception()  # mark retrieved; owners inspect ``failure``/``ready`` themselves
         for callback in self.on_terminated:
             callback(self)
-        if self._owns_transport and self._transport is not None:
-            self._transport.close()
+        if self._owns_transport and self.udp_transport is not None:
+            if self.sender is not None:
+                self.sender.close()
+            self.udp_transport.close()
 
     # --- asyncio / aioquic hooks ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._owns_transport:  # client: a connected socket (uvloop refuses sendto with an address)
+            if self.sender is None:
+                self.sender = DatagramSender(transport, connected=True)  # type: ignore[arg-type]
             transport = _ConnectedTransport(transport)  # type: ignore[arg-type]
+        elif self.sender is None:
+            self.sender = DatagramSender(transport)  # type: ignore[arg-type]
         super().connection_made(transport)
 
     def transmit(self) -> None:
-        if not self._dead:
-            super().transmit()
-
-    def _handle_timer(self) -> None:
-        if not self._dead:
-            super()._handle_timer()
+        """Send what aioquic has queued: one packet-building pass, trains of equal-size
+        datagrams in one GSO syscall each (moq.transport.udp), then the timer."""
+        if self.dead:
+            return
+        self.take_transmit()
+        batch = self.quic.datagrams_to_send(now=self.loop.time())
+        if batch:
+            addr = batch[0][1]
+            if all(a == addr for _, a in batch):
+                self.sender.send([data for data, _ in batch], addr)  # type: ignore[union-attr]
+            else:  # a path change in the middle of a batch: keep each datagram's address
+                for data, a in batch:
+                    self.sender.send((data,), a)  # type: ignore[union-attr]
+        self.arm_timer()
 
     def datagram_received(self, data: bytes | str, addr: tuple) -> None:
-        if not self._dead:
-            super().datagram_received(data, addr)
+        """Process one datagram; the transmit it may cause waits for the end of this loop turn,
+        so a burst of received datagrams (acknowledgements, objects) costs one transmit."""
+        if self.dead:
+            return
+        STATS.datagrams_received += 1
+        STATS.bytes_received += len(data)
+        self.quic.receive_datagram(data, addr, now=self.loop.time())  # type: ignore[arg-type]
+        self.process_events()
+        self.transmit_soon()
 
     def error_received(self, exc: OSError) -> None:
         """ICMP errors reach connected (client) sockets; fatal only while connecting."""
-        if not self.ready.done() and not self._dead:
+        if not self.ready.done() and not self.dead:
             self.failure = ConnectionRefusedError(f"peer unreachable: {exc}")
             self.abort(QuicErrorCode.INTERNAL_ERROR, "unreachable")
 
@@ -491,17 +446,17 @@ class ConnectionProtocol(QuicConnectionProtocol):
 
     def _ping(self) -> None:
         """Keep an idle connection alive (an ack-eliciting PING resets both idle timers)."""
-        self._quic.send_ping(0)
+        self.quic.send_ping(0)
         self.transmit()
         self._keepalive = self._loop.call_later(KEEPALIVE_INTERVAL, self._ping)
 
     def _handshake_completed(self, event: qe.HandshakeCompleted) -> None:
         if self._verification is not None:
             try:
-                self._verification.check(peer_certificate(self._quic))
+                self._verification.check(peer_certificate(self.quic))
             except ConnectionError as exc:
                 self.fail(exc)
-                self._quic.close(
+                self.quic.close(
                     error_code=_BAD_CERTIFICATE,
                     frame_type=QuicFrameType.CRYPTO,
                     reason_phrase="certificate fingerprint mismatch",
@@ -511,7 +466,7 @@ class ConnectionProtocol(QuicConnectionProtocol):
         self.app = self._app_factory(self, event.alpn_protocol or "")
         if self.app is None:
             self.fail(ConnectionError(f"no MoQ transport for ALPN {event.alpn_protocol!r}"))
-            self._quic.close(error_code=QuicErrorCode.NO_ERROR, reason_phrase="unsupported ALPN")
+            self.quic.close(error_code=QuicErrorCode.NO_ERROR, reason_phrase="unsupported ALPN")
             return
         early, self._early = self._early, []
         for queued in early:

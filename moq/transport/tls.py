@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from . import aioquic_seam as seam
+
 #: Chrome rejects serverCertificateHashes certificates valid for longer than this.
 MAX_PINNED_VALIDITY = datetime.timedelta(days=14)
 
@@ -162,5 +164,4 @@ class ClientVerification:
 
 def peer_certificate(quic: object) -> x509.Certificate | None:
     """The certificate the peer presented, read from aioquic's TLS context (private attribute)."""
-    tls = getattr(quic, "tls", None)
-    return getattr(tls, "_peer_certificate", None)
+    return seam.peer_certificate(quic)  # type: ignore[arg-type,return-value]

@@ -22,10 +22,11 @@ from collections.abc import Sequence
 
 from aioquic.buffer import encode_uint_var
 from aioquic.h3 import events as h3e
-from aioquic.h3.connection import ErrorCode, FrameType, H3Connection, ProtocolError
+from aioquic.h3.connection import ErrorCode, H3Connection, ProtocolError
 from aioquic.quic import events as qe
 from aioquic.quic.connection import stream_is_client_initiated, stream_is_unidirectional
 
+from . import aioquic_seam as seam
 from .base import DatagramReceived, SessionClosed, StopSending, StreamData, StreamReset
 from .quic import ConnectionProtocol, SessionBase
 
@@ -161,9 +162,7 @@ class WebTransportSession(SessionBase):
         sid = self._h3.create_webtransport_stream(self.session_id, is_unidirectional=unidirectional)
         if not unidirectional:
             # aioquic quirk: without this, H3 would parse the peer's replies as HTTP/3 frames.
-            with self._h3._get_or_create_stream(sid) as stream:
-                stream.frame_type = FrameType.WEBTRANSPORT_STREAM
-                stream.session_id = self.session_id
+            seam.mark_webtransport_stream(self._h3, sid, self.session_id)
         self._schedule()
         return sid
 
@@ -183,7 +182,7 @@ class WebTransportSession(SessionBase):
         self._schedule()
 
     def stop_stream(self, stream_id: int, error_code: int) -> None:
-        if self._closing or stream_id not in self._quic._streams:
+        if self._closing or not seam.has_stream(self._quic, stream_id):
             return
         self._quic.stop_stream(stream_id, wt_to_h3_error(error_code))
         self._schedule()
@@ -264,29 +263,16 @@ class WebTransportSession(SessionBase):
         self._conn.transmit()
 
     def _is_wt_stream(self, sid: int) -> bool:
-        h3 = self._h3
-        if sid in (
-            h3._local_control_stream_id,
-            h3._local_encoder_stream_id,
-            h3._local_decoder_stream_id,
-            h3._peer_control_stream_id,
-            h3._peer_encoder_stream_id,
-            h3._peer_decoder_stream_id,
-        ):
+        if sid in seam.h3_control_streams(self._h3):
             return False
-        stream = h3._stream.get(sid)
-        if stream is not None:
-            return stream.session_id is not None and stream.session_id == self.session_id
+        session = seam.h3_stream_session(self._h3, sid)
+        if session is not False:
+            return session is not None and session == self.session_id
         # Our own uni streams have no H3 state; everything else unknown is not ours.
         return stream_is_unidirectional(sid) and stream_is_client_initiated(sid) == self.is_client
 
     def _h3_sending_ended(self, sid: int) -> None:
-        """Let H3 forget finished bidi WT streams (it only frees streams ended both ways)."""
-        stream = self._h3._stream.get(sid)
-        if stream is not None:
-            stream.sending_ended = True
-            if stream.is_ended():
-                del self._h3._stream[sid]
+        seam.h3_sending_ended(self._h3, sid)
 
     def _h3_event(self, event: h3e.H3Event) -> None:
         if isinstance(event, h3e.WebTransportStreamDataReceived):
@@ -435,7 +421,7 @@ class WebTransportSession(SessionBase):
         self._closing = True
         if self.close_info is None:
             self._emit(SessionClosed(code, reason))
-        if not self._fin_sent and self.session_id in self._quic._streams:
+        if not self._fin_sent and seam.has_stream(self._quic, self.session_id):
             self._fin_sent = True
             try:
                 self._h3.send_data(self.session_id, b"", end_stream=True)

@@ -1,0 +1,336 @@
+"""The one place that touches aioquic's private state (pinned: aioquic 1.7.x).
+
+aioquic has no public knobs for what MoQ needs, so we reach into it, and only here:
+
+* **stream-count limits** above its hard-coded 128 (one stream per request and per subgroup);
+* **stream priorities** (§ Priorities): aioquic serves ``_streams_queue`` round-robin; we keep
+  that list ordered by each stream's priority key whenever it changes (a priority is set, a
+  stream is added, or aioquic rebuilds the list after a packet) so that reading it is free;
+* **an O(1) send backlog**: unacknowledged stream bytes per connection, kept as a counter that
+  stream writes raise and acknowledgements or resets lower (the relay asks it per object);
+* **small state probes** (a stream's reset state, the peer's datagram limit, the TLS peer
+  certificate, HTTP/3 stream state for our own WebTransport streams) and the protocol's timer
+  and transmit handles (:class:`ProtocolBase`).
+
+:func:`self_test` checks every attribute used here on the installed aioquic and fails with a
+clear message on a version that lacks them; a second QUIC backend would replace this module.
+"""
+
+from __future__ import annotations
+
+import bisect
+from operator import attrgetter
+
+import aioquic
+import aioquic.tls
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.h3.connection import FrameType, H3Connection
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.stream import QuicStream, QuicStreamSender
+
+SUPPORTED = "1.7."
+MAX_STREAMS_BIDI = 1024
+MAX_STREAMS_UNI = 8192
+
+_TOP: tuple = ()  # streams without a key (control, HTTP/3) are served first
+QuicStream.moq_priority = _TOP  # type: ignore[attr-defined]  # a class default; keyed streams override it
+_KEY = attrgetter("moq_priority")
+
+
+class SeamError(RuntimeError):
+    """The installed aioquic lacks private state this module relies on."""
+
+
+# --- send backlog accounting -------------------------------------------------------------
+
+
+class Backlog:
+    """Unacknowledged stream bytes of one connection."""
+
+    __slots__ = ("unacked",)
+
+    def __init__(self) -> None:
+        self.unacked = 0
+
+
+QuicStreamSender.moq_backlog = None  # type: ignore[attr-defined]
+_orig_write = QuicStreamSender.write
+_orig_delivery = QuicStreamSender.on_data_delivery
+_orig_reset = QuicStreamSender.reset
+
+
+def _write(self: QuicStreamSender, data: bytes, end_stream: bool = False) -> None:
+    _orig_write(self, data, end_stream)
+    acct = self.moq_backlog  # type: ignore[attr-defined]
+    if acct is not None:
+        acct.unacked += len(data)
+
+
+def _on_data_delivery(self: QuicStreamSender, delivery, start: int, stop: int, fin: bool = False) -> None:
+    acct = self.moq_backlog  # type: ignore[attr-defined]
+    if acct is None:
+        _orig_delivery(self, delivery, start, stop, fin)
+        return
+    before = len(self._buffer)
+    _orig_delivery(self, delivery, start, stop, fin)
+    acct.unacked -= before - len(self._buffer)
+
+
+def _reset(self: QuicStreamSender, error_code: int) -> None:
+    acct = self.moq_backlog  # type: ignore[attr-defined]
+    if acct is not None and self._reset_error_code is None and not self.is_finished:
+        acct.unacked -= len(self._buffer)  # never acknowledged now: it leaves the backlog
+        self.moq_backlog = None  # type: ignore[attr-defined]
+    _orig_reset(self, error_code)
+
+
+QuicStreamSender.write = _write  # type: ignore[method-assign]
+QuicStreamSender.on_data_delivery = _on_data_delivery  # type: ignore[method-assign]
+QuicStreamSender.reset = _reset  # type: ignore[method-assign]
+
+
+# --- the connection ------------------------------------------------------------------------
+
+
+class _SendQueue(list):
+    """aioquic's stream service order, kept sorted by priority key (stable: equal keys stay
+    round-robin).  aioquic appends new streams, and after each packet replaces the list with
+    the streams it did not serve and extends it with those it served."""
+
+    __slots__ = ()
+
+    def append(self, stream: QuicStream) -> None:
+        bisect.insort_right(self, stream, key=_KEY)
+
+    def extend(self, streams) -> None:  # type: ignore[override]
+        for stream in streams:
+            bisect.insort_right(self, stream, key=_KEY)
+
+
+class MoqQuicConnection(QuicConnection):
+    """aioquic's connection with stream priorities and a send-backlog counter."""
+
+    moq_backlog: Backlog
+
+    @property  # type: ignore[override]
+    def _streams_queue(self) -> list:
+        return self.__dict__["_streams_queue"]
+
+    @_streams_queue.setter
+    def _streams_queue(self, value: list) -> None:
+        if type(value) is not _SendQueue:
+            value = _SendQueue(value)
+            value.sort(key=_KEY)  # served streams went to the back: restore priority order
+        self.__dict__["_streams_queue"] = value
+
+    def _get_or_create_stream_for_send(self, stream_id: int) -> QuicStream:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            stream = super()._get_or_create_stream_for_send(stream_id)
+            stream.sender.moq_backlog = self.moq_backlog  # type: ignore[attr-defined]
+        return stream
+
+    def _get_or_create_stream(self, frame_type, stream_id: int) -> QuicStream:
+        stream = self._streams.get(stream_id)
+        if stream is None:  # opened by the peer (request streams: we answer on them)
+            stream = super()._get_or_create_stream(frame_type, stream_id)
+            # Lower-numbered streams that this frame opened implicitly stay uncounted until
+            # their own first frame; they carry at most a few control bytes.
+            stream.sender.moq_backlog = self.moq_backlog  # type: ignore[attr-defined]
+        return stream
+
+    def set_stream_priority(self, stream_id: int, key: tuple) -> None:
+        """Send order among streams: lower keys first (§ Priorities)."""
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.moq_priority == key:  # type: ignore[attr-defined]
+            return
+        queue = self.__dict__["_streams_queue"]
+        try:
+            queue.remove(stream)
+        except ValueError:
+            stream.moq_priority = key  # type: ignore[attr-defined]
+            return
+        stream.moq_priority = key  # type: ignore[attr-defined]
+        queue.append(stream)
+
+
+def tune_connection(quic: QuicConnection) -> MoqQuicConnection:
+    """Turn a fresh aioquic connection into a :class:`MoqQuicConnection` before its transport
+    parameters are sent: raise the peer's stream-count limits, add priorities and the backlog."""
+    if type(quic) is QuicConnection:  # the server creates plain connections: same layout
+        quic.__class__ = MoqQuicConnection
+    assert isinstance(quic, MoqQuicConnection)
+    quic.moq_backlog = Backlog()
+    for stream in quic._streams.values():
+        stream.sender.moq_backlog = quic.moq_backlog  # type: ignore[attr-defined]
+    quic._streams_queue = list(quic.__dict__.get("_streams_queue", ()))
+    for limit, value in (
+        (quic._local_max_streams_bidi, MAX_STREAMS_BIDI),
+        (quic._local_max_streams_uni, MAX_STREAMS_UNI),
+    ):
+        limit.value = limit.sent = value
+    return quic
+
+
+# --- probes ----------------------------------------------------------------------------------
+
+
+def send_dropped(quic: QuicConnection, stream_id: int) -> bool:
+    """True when data for this stream must be dropped: its sending side was reset (by us, or
+    by aioquic answering the peer's STOP_SENDING) or the stream is long gone."""
+    stream = quic._streams.get(stream_id)
+    if stream is None:
+        return quic._stream_is_discarded(stream_id)
+    return stream.sender._reset_error_code is not None
+
+
+def has_stream(quic: QuicConnection, stream_id: int) -> bool:
+    return stream_id in quic._streams
+
+
+def remote_max_datagram_frame_size(quic: QuicConnection) -> int | None:
+    return quic._remote_max_datagram_frame_size
+
+
+def peer_certificate(quic: QuicConnection) -> object | None:
+    """The certificate the peer presented (aioquic's TLS context keeps it privately)."""
+    return getattr(getattr(quic, "tls", None), "_peer_certificate", None)
+
+
+def mark_webtransport_stream(h3: H3Connection, stream_id: int, session_id: int) -> None:
+    """aioquic's H3 does not know that a bidi stream *we* opened carries WebTransport, so it
+    would parse the peer's bytes on it as HTTP/3 frames: give it the WT frame type and session."""
+    with h3._get_or_create_stream(stream_id) as stream:
+        stream.frame_type = FrameType.WEBTRANSPORT_STREAM
+        stream.session_id = session_id
+
+
+def h3_stream_session(h3: H3Connection, stream_id: int) -> int | None | bool:
+    """The WebTransport session of an H3-known stream, or False when H3 has no state for it."""
+    stream = h3._stream.get(stream_id)
+    return False if stream is None else stream.session_id
+
+
+def h3_control_streams(h3: H3Connection) -> tuple:
+    return (
+        h3._local_control_stream_id,
+        h3._local_encoder_stream_id,
+        h3._local_decoder_stream_id,
+        h3._peer_control_stream_id,
+        h3._peer_encoder_stream_id,
+        h3._peer_decoder_stream_id,
+    )
+
+
+def h3_sending_ended(h3: H3Connection, stream_id: int) -> None:
+    """Let H3 forget a finished bidi WT stream (it only frees streams ended both ways)."""
+    stream = h3._stream.get(stream_id)
+    if stream is not None:
+        stream.sending_ended = True
+        if stream.is_ended():
+            del h3._stream[stream_id]
+
+
+# --- the asyncio protocol ----------------------------------------------------------------------
+
+
+class ProtocolBase(QuicConnectionProtocol):
+    """aioquic's asyncio protocol with its private handles exposed under public names.
+
+    Once ``dead`` is set (the connection is gone or forgotten), timers do nothing."""
+
+    dead = False
+
+    def _handle_timer(self) -> None:
+        if not self.dead:
+            super()._handle_timer()
+
+    @property
+    def quic(self) -> QuicConnection:
+        return self._quic
+
+    @property
+    def loop(self):
+        return self._loop
+
+    @property
+    def udp_transport(self):
+        return self._transport
+
+    @property
+    def closed_event(self):
+        return self._closed
+
+    def process_events(self) -> None:
+        self._process_events()
+
+    def transmit_soon(self) -> None:
+        """One transmit for everything queued during this event-loop turn."""
+        if self._transmit_task is None:
+            self._transmit_task = self._loop.call_soon(self.transmit)
+
+    def cancel_handles(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._transmit_task is not None:
+            self._transmit_task.cancel()
+            self._transmit_task = None
+
+    def take_transmit(self) -> None:
+        """Called at the start of transmit(): the scheduled transmit (if any) is this one."""
+        self._transmit_task = None
+
+    def arm_timer(self) -> None:
+        """Arm aioquic's timer, lazily: a timer already due no later than the new deadline is
+        kept (aioquic's handle_timer ignores deadlines not yet reached), which spares a timer
+        cancel and re-arm on nearly every transmit."""
+        timer_at = self._quic.get_timer()
+        if timer_at is None:
+            return
+        if self._timer is not None:
+            if self._timer_at <= timer_at:
+                return
+            self._timer.cancel()
+        self._timer = self._loop.call_at(timer_at, self._handle_timer)
+        self._timer_at = timer_at
+
+
+# --- self-test ---------------------------------------------------------------------------------
+
+
+def self_test() -> None:
+    """Raise :class:`SeamError` unless the installed aioquic has everything used above."""
+    problems: list[str] = []
+    if not aioquic.__version__.startswith(SUPPORTED):
+        problems.append(f"aioquic {aioquic.__version__} installed, {SUPPORTED}x required")
+    quic = QuicConnection(configuration=QuicConfiguration(is_client=True))
+    for name in ("_streams", "_streams_queue", "_local_max_streams_bidi", "_local_max_streams_uni",
+                 "_remote_max_datagram_frame_size", "_stream_is_discarded", "_get_or_create_stream_for_send"):
+        if not hasattr(quic, name):
+            problems.append(f"QuicConnection.{name}")
+    for limit in ("_local_max_streams_bidi", "_local_max_streams_uni"):
+        if hasattr(quic, limit) and not all(hasattr(getattr(quic, limit), a) for a in ("value", "sent")):
+            problems.append(f"QuicConnection.{limit}.value/.sent")
+    if "_peer_certificate" not in aioquic.tls.Context.__init__.__code__.co_names:
+        problems.append("tls.Context._peer_certificate")
+    sender = QuicStreamSender(stream_id=2, writable=True)
+    for name in ("_buffer", "_reset_error_code", "is_finished"):
+        if not hasattr(sender, name):
+            problems.append(f"QuicStreamSender.{name}")
+    assigned = QuicConnectionProtocol.__init__.__code__.co_names  # instance attributes set there
+    for name in ("_quic", "_loop", "_transport", "_timer", "_timer_at", "_transmit_task", "_closed"):
+        if name not in assigned:
+            problems.append(f"QuicConnectionProtocol.{name}")
+    for name in ("_handle_timer", "_process_events", "transmit"):
+        if not hasattr(QuicConnectionProtocol, name):
+            problems.append(f"QuicConnectionProtocol.{name}()")
+    h3 = H3Connection(QuicConnection(configuration=QuicConfiguration(is_client=True)))
+    for name in ("_get_or_create_stream", "_stream", "_local_control_stream_id", "_local_encoder_stream_id",
+                 "_local_decoder_stream_id", "_peer_control_stream_id", "_peer_encoder_stream_id",
+                 "_peer_decoder_stream_id"):
+        if not hasattr(h3, name):
+            problems.append(f"H3Connection.{name}")
+    if problems:
+        raise SeamError("moq.transport needs private aioquic state that is missing: " + ", ".join(problems))

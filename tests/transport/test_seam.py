@@ -1,0 +1,158 @@
+"""The aioquic seam: its self-test, the rule that nothing else touches aioquic's private state,
+the O(1) send backlog, and the batched (GSO) transmit path on real sockets."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import re
+from pathlib import Path
+
+import aioquic
+import pytest
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+
+from moq.transport import aioquic_seam as seam
+from moq.transport import udp
+from moq.transport.base import StreamData
+from moq.transport.stats import STATS
+
+from .test_support import KINDS, run_async, session_pair
+
+ROOT = Path(__file__).resolve().parents[2]
+TRANSPORT = ROOT / "moq" / "transport"
+
+
+def test_self_test_passes_on_the_pinned_aioquic():
+    seam.self_test()
+    pin = re.search(r'"aioquic([^"]*)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    assert pin == "==1.7.*" and aioquic.__version__.startswith("1.7.")
+
+
+def test_self_test_names_what_is_missing(monkeypatch):
+    monkeypatch.delattr(QuicConnectionProtocol, "_process_events")
+    with pytest.raises(seam.SeamError, match=r"QuicConnectionProtocol\._process_events"):
+        seam.self_test()
+
+
+def test_self_test_refuses_another_version(monkeypatch):
+    monkeypatch.setattr(aioquic, "__version__", "2.0.0")
+    with pytest.raises(seam.SeamError, match="aioquic 2.0.0 installed, 1.7.x required"):
+        seam.self_test()
+
+
+def _own_names(trees: list[ast.Module]) -> set[str]:
+    """Attribute, method and class-level names that moq/transport defines itself."""
+    names: set[str] = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def test_no_private_aioquic_state_outside_the_seam():
+    """Every `x._name` in moq/transport (outside the seam) names our own attribute: aioquic's
+    private state and private methods (including via super()) are reached only through the seam."""
+    files = [p for p in sorted(TRANSPORT.glob("*.py")) if p.name != "aioquic_seam.py"]
+    trees = [ast.parse(p.read_text(), str(p)) for p in files]
+    own = _own_names(trees)
+    bad: list[str] = []
+    for path, tree in zip(files, trees):
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute) or not node.attr.startswith("_") or node.attr.startswith("__"):
+                continue
+            via_super = isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "super"
+            if via_super or node.attr not in own:
+                bad.append(f"{path.name}:{node.lineno}: .{node.attr}")
+        for node in ast.walk(tree):  # getattr(x, "_private") is the same reach
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "getattr" and len(node.args) >= 2
+                    and isinstance(node.args[1], ast.Constant) and str(node.args[1].value).startswith("_")
+                    and node.args[1].value not in own):
+                bad.append(f"{path.name}:{node.lineno}: getattr {node.args[1].value}")
+    assert not bad, "aioquic private state used outside moq/transport/aioquic_seam.py:\n" + "\n".join(bad)
+
+
+def test_send_queue_stays_ordered_without_sorting_on_read():
+    quic = seam.tune_connection(QuicConnection(configuration=QuicConfiguration(is_client=True)))
+    for sid in (2, 6, 10, 14):
+        quic.send_stream_data(sid, b"x")
+    quic.set_stream_priority(10, (2, 5))
+    quic.set_stream_priority(2, (2, 1))
+    queue = quic._streams_queue
+    assert [s.stream_id for s in queue] == [6, 14, 2, 10]
+    assert quic._streams_queue is queue  # reading returns the kept list, nothing is sorted per read
+    # aioquic's rebuild after a packet: unserved streams, then it extends with the served ones
+    quic._streams_queue = [quic._streams[10]]
+    quic._streams_queue.extend([quic._streams[2], quic._streams[6]])
+    assert [s.stream_id for s in quic._streams_queue] == [6, 2, 10]
+
+
+def test_backlog_counts_written_bytes_and_forgets_reset_streams():
+    quic = seam.tune_connection(QuicConnection(configuration=QuicConfiguration(is_client=True)))
+    quic.send_stream_data(2, bytes(1000))
+    quic.send_stream_data(6, bytes(500))
+    assert quic.moq_backlog.unacked == 1500
+    quic.reset_stream(6, 0)
+    assert quic.moq_backlog.unacked == 1000
+    quic.reset_stream(6, 0)  # a second reset changes nothing
+    assert quic.moq_backlog.unacked == 1000
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", KINDS)
+def test_backlog_drains_as_the_peer_acknowledges(kind):
+    async def main() -> None:
+        async with session_pair(kind) as (client, server, _):
+            sid = client.session.open_stream(unidirectional=True)
+            client.session.send_stream_data(sid, bytes(300_000), end_stream=True)
+            assert client.session.send_backlog() >= 300_000
+            await server.wait(lambda: server.finished(sid))
+            deadline = asyncio.get_running_loop().time() + 20
+            while client.session.send_backlog() > 0 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.02)
+            assert client.session.send_backlog() == 0
+
+    run_async(main())
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("gso", [True, False])
+def test_transmit_sends_trains_in_one_syscall_when_gso_is_on(monkeypatch, gso):
+    """A bulk stream over a real session: with GSO, datagrams outnumber send syscalls; forced
+    off, one syscall per datagram.  Either way every byte arrives in order."""
+    if not gso:
+        monkeypatch.setattr(udp, "gso_supported", lambda family=None: False)
+    else:
+        assert udp.gso_supported(), "this Linux kernel should support UDP_SEGMENT"
+    received = bytearray()
+
+    def record(rec, event) -> None:
+        if isinstance(event, StreamData):
+            received.extend(event.data)
+
+    payload = bytes(range(256)) * 4000
+
+    async def main() -> None:
+        async with session_pair("quic", server_on_event=record) as (client, server, _):
+            before = STATS.snapshot()
+            sid = client.session.open_stream(unidirectional=True)
+            client.session.send_stream_data(sid, payload, end_stream=True)
+            await server.wait(lambda: server.finished(sid))
+            sent = STATS.datagrams_sent - before["datagrams_sent"]
+            calls = STATS.send_calls - before["send_calls"]
+        assert bytes(received) == payload
+        assert sent >= len(payload) // 1500
+        if gso:
+            assert calls < sent / 2, f"{calls} syscalls for {sent} datagrams"
+        else:
+            assert calls == sent
+
+    run_async(main())
