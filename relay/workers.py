@@ -70,13 +70,31 @@ RELEASE_TIMEOUT = 10.0  # after release (stdin EOF), for a worker to exit before
 SCRAPE_TIMEOUT = 3.0
 
 
+class LineLogger:
+    """Writes each log line with one write(2) on stderr.  The workers and the supervisor share that
+    file; structlog's PrintLogger makes two writes per line under PYTHONUNBUFFERED (usual in
+    containers), so lines of different processes would interleave mid-line."""
+
+    def __init__(self, fd: int = 2) -> None:
+        self.fd = fd
+
+    def msg(self, message: str) -> None:
+        data = memoryview((message + "\n").encode(errors="replace"))
+        with contextlib.suppress(OSError):
+            while data:
+                data = data[os.write(self.fd, data):]
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = failure = err = msg
+
+
 def tag_logs(worker: str) -> None:
-    """Add `worker` to every log line of this process (after configure_logging)."""
+    """Add `worker` to every log line of this process, each line one write (after configure_logging)."""
     def add(_logger: Any, _method: str, event: dict) -> dict:
         event.setdefault("worker", worker)
         return event
 
-    structlog.configure(processors=[add, *structlog.get_config()["processors"]])
+    line = LineLogger()
+    structlog.configure(processors=[add, *structlog.get_config()["processors"]], logger_factory=lambda *_: line)
 
 
 # --- the worker side ----------------------------------------------------------------------------
