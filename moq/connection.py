@@ -33,7 +33,6 @@ from .wire.types import EMPTY_PARAMETERS, KeyValuePairs, Location, Parameters, T
 log = structlog.get_logger(__name__)
 
 
-
 class RequestRejectedError(Exception):
     """The peer answered one of our requests with REQUEST_ERROR."""
 
@@ -74,7 +73,10 @@ class _Flusher:
                 conn.flush()
             except Exception:  # a handler bug: end that session, keep flushing the others
                 conn.log.exception("flush_failed")
-                conn.close(SessionErrorCode.INTERNAL_ERROR, "internal error")
+                try:
+                    conn.close(SessionErrorCode.INTERNAL_ERROR, "internal error")
+                except Exception:
+                    conn.log.exception("close_failed")
 
 
 _flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = weakref.WeakKeyDictionary()
