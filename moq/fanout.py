@@ -124,13 +124,16 @@ class SubscriberSink:
         return True
 
     def _admit_group(self, group_id: int) -> bool:
-        """Before opening a stream: if the subscriber is behind, drop its older groups,
-        then this one too if that was not enough."""
+        """Before opening a stream: if the subscriber is behind, drop its older groups and
+        start this one; with no older group left to drop, drop this one too.  (The resets
+        reach the transport at the end of this loop turn, so the backlog probe cannot see
+        their effect yet: one probe per stream opened.)"""
         if self.max_backlog <= 0 or self._backlog() <= self.max_backlog:
             return True
-        for old in sorted({g for g, _ in self.streams if g < group_id}):
+        older = sorted({g for g, _ in self.streams if g < group_id})
+        for old in older:
             self._drop_group(old)
-        if self._backlog() <= self.max_backlog:
+        if older:
             return True
         self._drop_group(group_id)
         return False
