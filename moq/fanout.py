@@ -105,7 +105,7 @@ class SubscriberSink:
         key = (g, obj.subgroup_id)
         sid = self.streams.get(key)
         if sid is not None:
-            if self._backlog() > 4 * self.max_backlog:  # one huge late group: give it up too
+            if self.max_backlog > 0 and self._backlog() > 4 * self.max_backlog:  # one huge late group: give it up
                 self._drop_group(g)
                 return False
             if self.data.send_object(sid, obj.object_id, obj.payload, status=obj.status, properties=obj.properties,
