@@ -99,29 +99,28 @@ class SourceFeed:
 class Liveness:
     """Notices a relay that vanished without closing (killed, unplugged): QUIC only gives
     up after its idle timeout (60 s), so we PING every second and call the connection dead
-    once nothing has been acknowledged for DEAD_AFTER seconds.  Reads aioquic's loss
-    recovery state (its PTO count), reached through the transport's `_quic`."""
+    once nothing has been acknowledged for DEAD_AFTER seconds (the transport's count of
+    unanswered probe timeouts)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.healthy_at = time.monotonic()
 
     def dead(self) -> bool:
-        quic = getattr(self.conn.transport, "_quic", None)
-        loss = getattr(quic, "_loss", None)
-        if quic is None or loss is None or not hasattr(loss, "_pto_count"):
+        transport = self.conn.transport
+        probes = getattr(transport, "unanswered_probes", None)
+        if probes is None:  # a transport without QUIC loss recovery (tests' in-memory pairs)
             return False
         now = time.monotonic()
-        if loss._pto_count == 0:
+        if probes() == 0:
             self.healthy_at = now
-        quic.send_ping(0)
-        self.conn.transport.transmit()
+        transport.ping()
         return now - self.healthy_at > DEAD_AFTER
 
     def abort(self, reason: str) -> None:
-        proto = getattr(self.conn.transport, "_conn", None)
-        if proto is not None and hasattr(proto, "abort"):
-            proto.abort(0, reason)
+        abandon = getattr(self.conn.transport, "abandon", None)
+        if abandon is not None:
+            abandon(reason)
         else:
             self.conn.close(0, reason)
 

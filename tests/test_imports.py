@@ -94,15 +94,7 @@ ENCAPSULATION_EXEMPT = ("moq/transport",)
 #: namedtuple's public API is spelled with a leading underscore to stay out of the fields' way
 NAMEDTUPLE_API = frozenset({"_replace", "_asdict", "_fields", "_make", "_field_defaults"})
 #: (file, attribute) -> why it is allowed.  Keep this short; every entry is a debt.
-PRIVATE_ALLOWED = {
-    # moq-publish's Liveness notices a relay that vanished without closing by reading aioquic's
-    # loss-recovery state (PTO count) and aborting the protocol.  The transport offers no public
-    # probe for that yet; it belongs behind moq/transport's aioquic seam (issue 9, "One seam to aioquic").
-    ("publisher/run.py", "_quic"): "aioquic connection, for its PTO count (see above)",
-    ("publisher/run.py", "_loss"): "aioquic loss recovery, for its PTO count (see above)",
-    ("publisher/run.py", "_pto_count"): "aioquic PTO count (see above)",
-    ("publisher/run.py", "_conn"): "the QUIC protocol, to abort without a closing period (see above)",
-}
+PRIVATE_ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def _is_private(name: str) -> bool:

@@ -192,6 +192,11 @@ def send_dropped(quic: QuicConnection, stream_id: int) -> bool:
     return stream.sender._reset_error_code is not None
 
 
+def pto_count(quic: QuicConnection) -> int:
+    """Probe timeouts in a row without an acknowledgement from the peer (aioquic's recovery)."""
+    return quic._loss._pto_count
+
+
 def has_stream(quic: QuicConnection, stream_id: int) -> bool:
     return stream_id in quic._streams
 
@@ -321,8 +326,9 @@ def self_test() -> None:
     for limit in ("_local_max_streams_bidi", "_local_max_streams_uni"):
         if hasattr(quic, limit) and not all(hasattr(getattr(quic, limit), a) for a in ("value", "sent")):
             problems.append(f"QuicConnection.{limit}.value/.sent")
-    if not isinstance(getattr(getattr(quic, "_loss", None), "bytes_in_flight", None), int):
-        problems.append("QuicConnection._loss.bytes_in_flight")
+    for name in ("bytes_in_flight", "_pto_count"):
+        if not isinstance(getattr(getattr(quic, "_loss", None), name, None), int):
+            problems.append(f"QuicConnection._loss.{name}")
     if "_peer_certificate" not in aioquic.tls.Context.__init__.__code__.co_names:
         problems.append("tls.Context._peer_certificate")
     sender = QuicStreamSender(stream_id=2, writable=True)

@@ -146,6 +146,21 @@ class SessionBase(ABC):
         read by the relay per object to notice a subscriber that stopped reading."""
         return self._quic.send_backlog()
 
+    def unanswered_probes(self) -> int:
+        """Probe timeouts in a row with nothing acknowledged by the peer: above 0 for a while
+        means the peer vanished without closing (QUIC itself waits for its idle timeout)."""
+        return seam.pto_count(self._quic)
+
+    def ping(self) -> None:
+        """Send an ack-eliciting PING, so that a silent peer shows in unanswered_probes()."""
+        if not self._closing:
+            self._quic.send_ping(0)
+            self._schedule()
+
+    def abandon(self, reason: str = "") -> None:
+        """Close at once and forget the connection, without a closing period (a dead peer)."""
+        self._conn.abort(0, reason)
+
     def max_datagram_size(self) -> int:
         remote = seam.remote_max_datagram_frame_size(self._quic)
         if not remote:
