@@ -9,7 +9,7 @@ IVENV := .venv-interop
 ISTAMP := $(IVENV)/.installed
 MOQRS := moq-rs==0.5.1
 
-.PHONY: setup test web-test browser lint demo bench clean
+.PHONY: setup test web-test browser lint demo bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -45,9 +45,19 @@ lint: setup
 demo: setup
 	$(BIN)/python -m moq.demo
 
-bench: setup
-	$(BIN)/python -m tests.bench.relay_fanout --subscribers 10 --rate 1000
-	$(BIN)/python -m tests.bench.relay_fanout --subscribers 10 --rate 1000 --transport https
+# The benchmark harness (bench/, issue 9): our relay and the moq-rs relay driven by moq-rs clients in
+# separate processes; a markdown table on stdout, JSON and a PNG chart in bench/results/.
+BSTAMP := $(VENV)/.bench-installed
+$(BSTAMP): $(STAMP) $(ISTAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(IVENV)/bin/python -m pip install --quiet 'uvloop>=0.19'
+	touch $(BSTAMP)
+
+bench: setup $(BSTAMP)
+	$(BIN)/python -m bench
+
+bench-quick: setup $(BSTAMP)
+	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) $(IVENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,113 @@
+"""The scenarios of issue 9 beyond plain load runs: the aioquic ceiling, glass-to-glass through
+1 and 3 relays, and the moq-bench profile ramps.  Each returns plain dicts for the report."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from .load import Result, Spec, StartRelay, run_load
+from .procs import PYTHON, BenchError, Procs, cpu_seconds, start_our_relay
+
+# draft-evens-moq-bench-00 profiles
+S1 = {"rate": 50.0, "size": 120, "per_group": 1, "datagram": True}  # audio: a 120 B datagram every 20 ms
+S2 = {"rate": 30.0, "size": 2666, "first_size": 21333, "per_group": 150}  # audio+360p video on streams
+
+
+async def ceiling(warmup: float = 1.0, measure: float = 5.0) -> dict:
+    """aioquic alone: one bulk stream, sender and receiver processes (bench/ceiling.py)."""
+    procs = Procs()
+    out: dict = {"scenario": "ceiling", "relay": "aioquic alone", "protocol": "raw QUIC, one stream"}
+    try:
+        recv = await procs.start("ceiling receiver", PYTHON, "-m", "bench.ceiling", "recv")
+        info = await recv.json(30, "port")
+        recv.drain_stdout()
+        send = await procs.start("ceiling sender", PYTHON, "-m", "bench.ceiling", "send",
+                                 f"moqt://127.0.0.1:{info['port']}/", info["fingerprint"],
+                                 "--warmup", str(warmup), "--measure", str(measure))
+        r0 = cpu_seconds([recv.pid])
+        rep = await send.json(warmup + measure + 30, "bytes")
+        r1 = cpu_seconds([recv.pid])
+        secs = rep["seconds"]
+        out.update(mbytes_s=round(rep["bytes"] / secs / 1e6, 1), sender_cpu_pct=round(100 * rep["cpu_s"] / secs, 1),
+                   receiver_cpu_pct=round(100 * (r1 - r0) / (warmup + measure), 1))
+        if rep["datagrams"]:
+            out.update(pkts=round(rep["datagrams"] / secs), pkts_source="sender STATS.datagrams_sent",
+                       us_per_pkt=round(rep["cpu_s"] / rep["datagrams"] * 1e6, 1))
+        else:
+            out.update(pkts=round(rep["bytes"] / 1452 / secs), pkts_source="estimated: bytes / 1452 "
+                       "(STATS.datagrams_sent read 0)")
+    except (BenchError, OSError, KeyError) as exc:
+        out["error"] = str(exc)[-700:]
+    finally:
+        await procs.aclose()
+    return out
+
+
+async def glass_to_glass(hops: int, seconds: float = 6.0, warmup: float = 2.0) -> dict:
+    """moq-publish --input testsrc -> 1 relay, or edge -> origin -> edge -> moq-view --json."""
+    procs = Procs()
+    out: dict = {"scenario": "glass-to-glass", "relay": "ours", "protocol": "IETF moqt-18",
+                 "load": f"{hops} relay{'s' if hops > 1 else ''}, testsrc 640x360 30 fps + audio"}
+    try:
+        relays = []
+        if hops == 1:
+            relays.append(await start_our_relay(procs))
+            first = last = relays[0]
+        else:
+            origin = await start_our_relay(procs, name="origin")
+            up = ("--upstream", origin.url(), "--upstream-fingerprint", origin.fingerprint)
+            first = await start_our_relay(procs, *up, name="edge A")
+            last = await start_our_relay(procs, *up, name="edge B")
+            relays += [origin, first, last]
+        pub = await procs.start("moq-publish", PYTHON, "-m", "publisher", first.url(), "--namespace", "bench/g2g",
+                                "--input", "testsrc", "--size", "640x360", "--fps", "30",
+                                "--fingerprint", first.fingerprint, "--duration", str(warmup + seconds + 20),
+                                "--log-level", "info", merge_stderr=True)
+        end = time.monotonic() + 30
+        while "connected" not in await pub.line(max(0.1, end - time.monotonic())):
+            pass
+        pub.drain_stdout()
+        await asyncio.sleep(warmup)
+        pids = [p for r in relays for p in r.pids()]
+        c0, t0 = cpu_seconds(pids), time.monotonic()
+        view = await procs.start("moq-view", PYTHON, "-m", "viewer", last.url(), "--namespace", "bench/g2g",
+                                 "--track", "video", "--json", "--duration", str(seconds),
+                                 "--fingerprint", last.fingerprint, "--log-level", "warning")
+        summary = await view.json(seconds + 40, "summary")
+        dt = time.monotonic() - t0
+        out.update(p50_ms=summary.get("latency_ms_p50"), p99_ms=summary.get("latency_ms_p99"),
+                   objects=summary.get("objects"), gaps=summary.get("gaps"),
+                   relay_cpu_pct=round(100 * (cpu_seconds(pids) - c0) / dt, 1))
+    except (BenchError, OSError, KeyError) as exc:
+        out["error"] = str(exc)[-700:]
+    finally:
+        await procs.aclose()
+    return out
+
+
+async def ramp(profile: str, counts: list[int], start_relay: StartRelay, relay: str, protocol: str,
+               warmup: float, measure: float, deadline: float) -> tuple[list[Result], dict]:
+    """Subscriber counts in increasing order until one loses objects (or the time budget ends):
+    the largest count with zero loss is the profile's figure for this relay."""
+    params = S1 if profile == "S1" else S2
+    results: list[Result] = []
+    best, stop = 0, ""
+    for n in counts:
+        if time.monotonic() > deadline:
+            stop = "time budget"
+            break
+        r = await run_load(Spec(f"moq-bench {profile}", n, warmup=warmup, measure=measure, **params),
+                           start_relay, relay, protocol)
+        results.append(r)
+        if r.error:
+            stop = f"N={n}: error"
+            break
+        if r.lost:
+            stop = f"N={n}: {r.lost} lost"
+            break
+        best = n
+    else:
+        stop = f"all counts up to {counts[-1]} clean"
+    return results, {"scenario": f"moq-bench {profile}", "relay": relay, "protocol": results[0].protocol
+                     if results else protocol, "zero_loss_max": best, "stopped": stop}
