@@ -37,6 +37,7 @@ MAX_STREAMS_UNI = 8192
 _TOP: tuple = ()  # streams without a key (control, HTTP/3) are served first
 QuicStream.moq_priority = _TOP  # type: ignore[attr-defined]  # a class default; keyed streams override it
 _KEY = attrgetter("moq_priority")
+_ONE_RTT = aioquic.tls.Epoch.ONE_RTT
 
 
 class SeamError(RuntimeError):
@@ -146,6 +147,22 @@ class MoqQuicConnection(QuicConnection):
         flight.  A subscriber that stops reading (or acknowledging) makes it grow; a fast one
         with a large burst in flight on a wide link does not."""
         return max(0, self.moq_backlog.unacked - self._loss.bytes_in_flight)
+
+    def nothing_to_send(self) -> bool:
+        """True when a transmit now would build no packet: the handshake is over, no ACK is
+        owed (what we received was not ack-eliciting, e.g. the peer's ACKs), and no stream
+        data, datagram, PING, probe or close waits.  A subscriber's ACKs then cost no transmit
+        pass.  (Control frames declared lost by that ACK, e.g. MAX_DATA, go with the next
+        transmit, which the next write or timer brings.)"""
+        return (
+            self._handshake_confirmed
+            and self._spaces[_ONE_RTT].ack_at is None
+            and not self._datagrams_pending
+            and not self._ping_pending
+            and not self._probe_pending
+            and not self._close_pending
+            and self.moq_backlog.unacked <= self._loss.bytes_in_flight
+        )
 
     def set_stream_priority(self, stream_id: int, key: tuple) -> None:
         """Send order among streams: lower keys first (§ Priorities)."""
@@ -277,6 +294,10 @@ class ProtocolBase(QuicConnectionProtocol):
     def process_events(self) -> None:
         self._process_events()
 
+    @property
+    def transmit_scheduled(self) -> bool:
+        return self._transmit_task is not None
+
     def transmit_soon(self) -> None:
         """One transmit for everything queued during this event-loop turn."""
         if self._transmit_task is None:
@@ -320,7 +341,8 @@ def self_test() -> None:
     quic = QuicConnection(configuration=QuicConfiguration(is_client=True))
     for name in ("_streams", "_streams_queue", "_local_max_streams_bidi", "_local_max_streams_uni",
                  "_remote_max_datagram_frame_size", "_stream_is_discarded", "_get_or_create_stream_for_send",
-                 "_get_or_create_stream", "_loss"):
+                 "_get_or_create_stream", "_loss", "_handshake_confirmed", "_spaces", "_datagrams_pending",
+                 "_ping_pending", "_probe_pending", "_close_pending"):
         if not hasattr(quic, name):
             problems.append(f"QuicConnection.{name}")
     for limit in ("_local_max_streams_bidi", "_local_max_streams_uni"):

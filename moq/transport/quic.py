@@ -431,14 +431,19 @@ class ConnectionProtocol(seam.ProtocolBase):
 
     def datagram_received(self, data: bytes | str, addr: tuple) -> None:
         """Process one datagram; the transmit it may cause waits for the end of this loop turn,
-        so a burst of received datagrams (acknowledgements, objects) costs one transmit."""
+        so a burst of received datagrams (acknowledgements, objects) costs one transmit, and
+        a datagram that leaves nothing to send (a subscriber's ACK) costs none."""
         if self.dead:
             return
         STATS.datagrams_received += 1
         STATS.bytes_received += len(data)
-        self.quic.receive_datagram(data, addr, now=self.loop.time())  # type: ignore[arg-type]
+        quic = self.quic
+        quic.receive_datagram(data, addr, now=self.loop.time())  # type: ignore[arg-type]
         self.process_events()
-        self.transmit_soon()
+        if self.transmit_scheduled or not quic.nothing_to_send():  # type: ignore[attr-defined]
+            self.transmit_soon()
+        elif not self.dead:
+            self.arm_timer()  # e.g. a new loss-detection deadline
 
     def error_received(self, exc: OSError) -> None:
         """ICMP errors reach connected (client) sockets; fatal only while connecting."""
