@@ -156,3 +156,54 @@ def test_transmit_sends_trains_in_one_syscall_when_gso_is_on(monkeypatch, gso):
             assert calls == sent
 
     run_async(main())
+
+
+def _connected_pair() -> tuple[seam.MoqQuicConnection, seam.MoqQuicConnection, list]:
+    """A client and a server aioquic connection handshaken in memory; pump() moves datagrams."""
+    import ssl
+
+    from moq.transport.quic import make_configuration
+    from moq.transport.tls import ServerCredentials
+
+    server_config = make_configuration(is_client=False, alpns=["moqt-18"])
+    ServerCredentials.dev().configure(server_config)
+    client_config = make_configuration(is_client=True, alpns=["moqt-18"])
+    client_config.verify_mode = ssl.CERT_NONE
+    client = seam.tune_connection(QuicConnection(configuration=client_config))
+    client.connect(("127.0.0.1", 1), now=1.0)
+    server = seam.tune_connection(QuicConnection(
+        configuration=server_config, original_destination_connection_id=client.original_destination_connection_id))
+    clock = [1.0]
+
+    def pump(advance: float = 0.0) -> None:
+        clock[0] += advance
+        moved = True
+        while moved:
+            moved = False
+            for sender, receiver in ((client, server), (server, client)):
+                for data, _ in sender.datagrams_to_send(now=clock[0]):
+                    receiver.receive_datagram(data, ("127.0.0.1", 1), now=clock[0])
+                    moved = True
+
+    for _ in range(5):
+        pump(0.01)
+    return client, server, [pump]
+
+
+def test_nothing_to_send_only_when_a_transmit_would_be_empty():
+    client, server, (pump,) = _connected_pair()
+    assert server.nothing_to_send() and client.nothing_to_send()
+    sid = server.get_next_available_stream_id(is_unidirectional=True)
+    server.send_stream_data(sid, bytes(3000))
+    assert not server.nothing_to_send()  # stream data waits
+    data = server.datagrams_to_send(now=2.0)
+    for d, _ in data:
+        client.receive_datagram(d, ("127.0.0.1", 1), now=2.0)
+    assert server.nothing_to_send()  # all of it is in flight now
+    assert not client.nothing_to_send()  # it received ack-eliciting packets: an ACK is owed
+    for d, _ in client.datagrams_to_send(now=2.01):  # the ACK goes out (after the ACK delay)
+        server.receive_datagram(d, ("127.0.0.1", 1), now=2.01)
+    assert client.nothing_to_send()
+    assert server.nothing_to_send()  # an ACK-only packet leaves the server nothing to send
+    server.send_ping(7)
+    assert not server.nothing_to_send()
