@@ -34,6 +34,12 @@ def _lat(r: dict) -> str:
     return "–" if r.get("p50_ms") is None else f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f} / {r['max_ms']:.0f}"
 
 
+def short(error: str) -> str:
+    """An error on one table line: its start and its end (a usage message ends with the reason)."""
+    text = " ".join(error.replace("|", "/").split())
+    return text if len(text) <= 200 else f"{text[:70]} … {text[-120:]}"
+
+
 def _in(r: dict) -> float | None:
     """Objects/s the relay received from its publisher (our relay's /metrics objects_in)."""
     return (r.get("extra") or {}).get("relay_per_s", {}).get("objects_in")
@@ -51,8 +57,8 @@ def load_table(rows: list[dict]) -> str:
     for r in rows:
         relay = f"{r['relay']} ({r['protocol']})"
         if r.get("error"):
-            lines.append(f"| {r['scenario']} | {relay} | {r['load']} | **error**: {r['error'][:160]!s} "
-                         "| | | | | | | | | |".replace("\n", " "))
+            lines.append(f"| {r['scenario']} | {relay} | {r['load']} | **error**: {short(r['error'])} "
+                         "| | | | | | | | | |")
             continue
         sat = " ⚠ clients saturated" if saturated(r) else ""
         lines.append(
@@ -67,7 +73,7 @@ def other_tables(ceiling: dict | None, g2g: list[dict], ramps: list[dict]) -> st
     out = []
     if ceiling:
         if ceiling.get("error"):
-            out.append(f"**aioquic ceiling**: error: {ceiling['error'][:300]}")
+            out.append(f"**aioquic ceiling**: error: {short(ceiling['error'])}")
         else:
             out.append(f"**aioquic ceiling** (one bulk stream, two processes, our transport): "
                        f"{ceiling['mbytes_s']:.1f} MB/s, {ceiling['pkts']:,} packets/s ({ceiling['pkts_source']}); "
@@ -78,7 +84,7 @@ def other_tables(ceiling: dict | None, g2g: list[dict], ramps: list[dict]) -> st
                    "| relays' CPU % |\n|---|---|---|---|---|---|")
         for r in g2g:
             if r.get("error"):
-                out.append(f"| {r['load']} | **error**: {r['error'][:200]} | | | | |".replace("\n", " "))
+                out.append(f"| {r['load']} | **error**: {short(r['error'])} | | | | |")
             else:
                 out.append(f"| {r['load']} | {_f(r['p50_ms'])} | {_f(r['p99_ms'])} | {r['objects']} | {r['gaps']} "
                            f"| {r['relay_cpu_pct']:.0f} |")
