@@ -459,7 +459,13 @@ class DataPlane:
         self._out[sid] = out
         self._fetch_out[request_id] = out
         req.data_streams.add(sid)
-        self._actions.append(ev.SetStreamPriority(sid, (PRIORITY_OBJECTS, req.subscriber_priority, 128, 0, 0)))
+        # Ahead of every subgroup stream of the same subscriber priority (publisher priorities
+        # are 0..255): a FETCH serves objects older than the live ones, and a Joining FETCH
+        # carries the head of the group its subscription is delivering, which the receiver
+        # needs before that group can complete.  Behind the live streams it waited for the next
+        # group to start, and a receiver that skips a group once its successor starts (moq-rs
+        # by default) lost the joined group.
+        self._actions.append(ev.SetStreamPriority(sid, (PRIORITY_OBJECTS, req.subscriber_priority, -1)))
         self._actions.append(ev.SendStreamData(sid, FetchHeader(request_id).encode()))
         return sid
 

@@ -357,3 +357,23 @@ def test_joining_fetch_for_a_subscription_with_forward_zero_is_rejected_invalid_
     assert not of(p.events(p.server), ev.FetchRequested)
     (rejected,) = of(p.events(p.client), ev.RequestRejected)
     assert (rejected.request_id, rejected.error.error_code) == (rid, RequestErrorCode.INVALID_RANGE)
+
+
+def test_joining_fetch_stream_is_scheduled_before_the_subscriptions_subgroup_streams() -> None:
+    """§ Scheduling Algorithm: a Joining FETCH carries the head of the group its subscription
+    is delivering, so at the same subscriber priority its stream sorts ahead of every subgroup
+    stream, whatever their publisher priority or group order; behind them the head waited for
+    the next group to start, and a receiver that gives up on a group once its successor starts
+    (moq-rs by default) lost the joined group."""
+    p = Pair()
+    sub = p.client.subscribe(NS, b"video", Parameters(group_order=GroupOrder.DESCENDING))
+    p.pump()
+    p.server.accept_subscribe(sub, largest=Location(4, 2))
+    p.pump()
+    rid = fetched(p, joining(sub, 0))
+    p.server.take_actions()
+    live = [p.server.data.open_subgroup(sub, g, 0, publisher_priority=0) for g in (4, 5)]
+    sid = p.server.data.open_fetch_stream(rid)
+    keys = {a.stream_id: a.key for a in p.server.take_actions() if isinstance(a, ev.SetStreamPriority)}
+    assert set(keys) == {*live, sid}
+    assert sorted(keys, key=keys.get) == [sid, live[1], live[0]]
