@@ -33,6 +33,8 @@ from aioquic.quic.stream import QuicStream, QuicStreamSender
 SUPPORTED = "1.7."
 MAX_STREAMS_BIDI = 1024
 MAX_STREAMS_UNI = 8192
+ACK_EVERY = 2  # ack-eliciting packets that make an ACK due at once (RFC 9000 § 13.2.2)
+ACK_DELAY = 0.010  # otherwise: below the max_ack_delay (25 ms) aioquic advertises
 
 _TOP: tuple = ()  # streams without a key (control, HTTP/3) are served first
 QuicStream.moq_priority = _TOP  # type: ignore[attr-defined]  # a class default; keyed streams override it
@@ -111,9 +113,31 @@ class _SendQueue(list):
 
 
 class MoqQuicConnection(QuicConnection):
-    """aioquic's connection with stream priorities and a send-backlog counter."""
+    """aioquic's connection with stream priorities, a send-backlog counter, and RFC 9000's
+    acknowledgement policy (§ 13.2.2: at least every second ack-eliciting packet, else after
+    a delay below the max_ack_delay we advertise) instead of aioquic's ACK 1 ms after every
+    packet, which halves the ACKs a relay sends its publishers and receives from our clients."""
 
     moq_backlog: Backlog
+    moq_unacked_eliciting = 0  # ack-eliciting 1-RTT packets received since our last ACK
+
+    def _payload_received(self, context, plain, crypto_frame_required=False):  # type: ignore[override]
+        result = super()._payload_received(context, plain, crypto_frame_required)
+        if result[0] and context.epoch is _ONE_RTT:
+            self.moq_unacked_eliciting += 1
+        return result
+
+    def receive_datagram(self, data: bytes, addr, now: float) -> None:
+        super().receive_datagram(data, addr, now)
+        if self.moq_unacked_eliciting >= ACK_EVERY:
+            space = self._spaces.get(_ONE_RTT)
+            if space is not None and space.ack_at is not None and space.ack_at > now:
+                space.ack_at = now
+
+    def _write_ack_frame(self, builder, space, now: float) -> None:  # type: ignore[override]
+        super()._write_ack_frame(builder, space, now)
+        if space is self._spaces.get(_ONE_RTT):
+            self.moq_unacked_eliciting = 0
 
     @property  # type: ignore[override]
     def _streams_queue(self) -> list:
@@ -148,15 +172,16 @@ class MoqQuicConnection(QuicConnection):
         with a large burst in flight on a wide link does not."""
         return max(0, self.moq_backlog.unacked - self._loss.bytes_in_flight)
 
-    def nothing_to_send(self) -> bool:
+    def nothing_to_send(self, now: float) -> bool:
         """True when a transmit now would build no packet: the handshake is over, no ACK is
-        owed (what we received was not ack-eliciting, e.g. the peer's ACKs), and no stream
-        data, datagram, PING, probe or close waits.  A subscriber's ACKs then cost no transmit
-        pass.  (Control frames declared lost by that ACK, e.g. MAX_DATA, go with the next
-        transmit, which the next write or timer brings.)"""
+        due yet (a delayed one waits for the timer), and no stream data, datagram, PING, probe
+        or close waits.  A subscriber's ACKs, or every other packet of a publisher's, then cost
+        no transmit pass.  (Control frames declared lost by an ACK, e.g. MAX_DATA, and raised
+        flow-control limits go with the next transmit, which the next ACK, write or timer brings.)"""
+        ack_at = self._spaces[_ONE_RTT].ack_at if self._handshake_confirmed else now
         return (
             self._handshake_confirmed
-            and self._spaces[_ONE_RTT].ack_at is None
+            and (ack_at is None or ack_at > now)
             and not self._datagrams_pending
             and not self._ping_pending
             and not self._probe_pending
@@ -186,6 +211,7 @@ def tune_connection(quic: QuicConnection) -> MoqQuicConnection:
         quic.__class__ = MoqQuicConnection
     assert isinstance(quic, MoqQuicConnection)
     quic.moq_backlog = Backlog()
+    quic._ack_delay = ACK_DELAY
     for stream in quic._streams.values():
         stream.sender.moq_backlog = quic.moq_backlog  # type: ignore[attr-defined]
     quic._streams_queue = list(quic.__dict__.get("_streams_queue", ()))
@@ -342,7 +368,8 @@ def self_test() -> None:
     for name in ("_streams", "_streams_queue", "_local_max_streams_bidi", "_local_max_streams_uni",
                  "_remote_max_datagram_frame_size", "_stream_is_discarded", "_get_or_create_stream_for_send",
                  "_get_or_create_stream", "_loss", "_handshake_confirmed", "_spaces", "_datagrams_pending",
-                 "_ping_pending", "_probe_pending", "_close_pending"):
+                 "_ping_pending", "_probe_pending", "_close_pending", "_ack_delay", "_payload_received",
+                 "_write_ack_frame"):
         if not hasattr(quic, name):
             problems.append(f"QuicConnection.{name}")
     for limit in ("_local_max_streams_bidi", "_local_max_streams_uni"):

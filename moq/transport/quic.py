@@ -438,9 +438,10 @@ class ConnectionProtocol(seam.ProtocolBase):
         STATS.datagrams_received += 1
         STATS.bytes_received += len(data)
         quic = self.quic
-        quic.receive_datagram(data, addr, now=self.loop.time())  # type: ignore[arg-type]
+        now = self.loop.time()
+        quic.receive_datagram(data, addr, now=now)  # type: ignore[arg-type]
         self.process_events()
-        if self.transmit_scheduled or not quic.nothing_to_send():  # type: ignore[attr-defined]
+        if self.transmit_scheduled or not quic.nothing_to_send(now):  # type: ignore[attr-defined]
             self.transmit_soon()
         elif not self.dead:
             self.arm_timer()  # e.g. a new loss-detection deadline
