@@ -20,6 +20,8 @@ clear message on a version that lacks them; a second QUIC backend would replace 
 from __future__ import annotations
 
 import bisect
+import functools
+import itertools
 from operator import attrgetter
 
 import aioquic
@@ -28,7 +30,7 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import FrameType, H3Connection
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.stream import QuicStream, QuicStreamSender
+from aioquic.quic.stream import QuicStream, QuicStreamReceiver, QuicStreamSender
 
 SUPPORTED = "1.7."
 MAX_STREAMS_BIDI = 1024
@@ -59,6 +61,7 @@ class Backlog:
 
 
 QuicStreamSender.moq_backlog = None  # type: ignore[attr-defined]
+QuicStreamSender.moq_hook = None  # type: ignore[attr-defined]
 _orig_write = QuicStreamSender.write
 _orig_delivery = QuicStreamSender.on_data_delivery
 _orig_reset = QuicStreamSender.reset
@@ -69,16 +72,20 @@ def _write(self: QuicStreamSender, data: bytes, end_stream: bool = False) -> Non
     acct = self.moq_backlog  # type: ignore[attr-defined]
     if acct is not None:
         acct.unacked += len(data)
+    if self.moq_hook is not None:  # type: ignore[attr-defined]
+        self.moq_hook()  # type: ignore[attr-defined]
 
 
 def _on_data_delivery(self: QuicStreamSender, delivery, start: int, stop: int, fin: bool = False) -> None:
     acct = self.moq_backlog  # type: ignore[attr-defined]
     if acct is None:
         _orig_delivery(self, delivery, start, stop, fin)
-        return
-    before = len(self._buffer)
-    _orig_delivery(self, delivery, start, stop, fin)
-    acct.unacked -= before - len(self._buffer)
+    else:
+        before = len(self._buffer)
+        _orig_delivery(self, delivery, start, stop, fin)
+        acct.unacked -= before - len(self._buffer)
+    if self.moq_hook is not None:  # type: ignore[attr-defined]  # a loss to resend, or the end
+        self.moq_hook()  # type: ignore[attr-defined]
 
 
 def _reset(self: QuicStreamSender, error_code: int) -> None:
@@ -87,9 +94,87 @@ def _reset(self: QuicStreamSender, error_code: int) -> None:
         acct.unacked -= len(self._buffer)  # never acknowledged now: it leaves the backlog
         self.moq_backlog = None  # type: ignore[attr-defined]
     _orig_reset(self, error_code)
+    if self.moq_hook is not None:  # type: ignore[attr-defined]
+        self.moq_hook()  # type: ignore[attr-defined]
 
 
 QuicStreamSender.write = _write  # type: ignore[method-assign]
+
+
+# --- no per-packet walks over idle streams ------------------------------------------------------
+# aioquic walks every stream on every packet it builds: the send queue (where finished streams
+# are also discarded) and the whole stream table (for MAX_STREAM_DATA).  A publisher opening a
+# stream per group leaves hundreds of half-received streams open at high rates, a subscriber
+# hundreds of sent-but-unacknowledged ones, and those walks then dominate the relay's CPU.  So a
+# stream with nothing to send is "parked" out of the send queue (when aioquic adds it, or puts
+# it back after serving it) until new data, a loss, a reset, a STOP_SENDING or its end brings it
+# back; and the MAX_STREAM_DATA pass sees only streams that received data (or lost such a frame)
+# since it last looked.  Senders and receivers tell their connection through ``moq_hook``.
+
+QuicStreamReceiver.moq_hook = None  # type: ignore[attr-defined]
+_orig_handle_frame = QuicStreamReceiver.handle_frame
+_orig_handle_reset = QuicStreamReceiver.handle_reset
+_orig_stop = QuicStreamReceiver.stop
+
+
+def _handle_frame(self: QuicStreamReceiver, frame):
+    event = _orig_handle_frame(self, frame)
+    if self.moq_hook is not None:  # type: ignore[attr-defined]
+        self.moq_hook()  # type: ignore[attr-defined]
+    return event
+
+
+def _handle_reset(self: QuicStreamReceiver, **kwargs):
+    event = _orig_handle_reset(self, **kwargs)
+    if self.moq_hook is not None:  # type: ignore[attr-defined]
+        self.moq_hook()  # type: ignore[attr-defined]
+    return event
+
+
+def _stop(self: QuicStreamReceiver, *args, **kwargs) -> None:
+    _orig_stop(self, *args, **kwargs)
+    if self.moq_hook is not None:  # type: ignore[attr-defined]
+        self.moq_hook()  # type: ignore[attr-defined]
+
+
+QuicStreamReceiver.handle_frame = _handle_frame  # type: ignore[method-assign]
+QuicStreamReceiver.handle_reset = _handle_reset  # type: ignore[method-assign]
+QuicStreamReceiver.stop = _stop  # type: ignore[method-assign]
+QuicStream.moq_parked = False  # type: ignore[attr-defined]
+
+
+def _parkable(stream: QuicStream) -> bool:
+    """Nothing to send on it now (no data, FIN or RESET_STREAM pending; a receive-only stream's
+    send side is absent), no STOP_SENDING owed, and not finished (finished ones must reach the
+    queue, where aioquic discards them)."""
+    sender, receiver = stream.sender, stream.receiver
+    if receiver.stop_pending or (sender.is_finished and receiver.is_finished):
+        return False
+    if sender._reset_error_code is not None:
+        return not sender.reset_pending
+    return sender.is_finished or (len(sender._pending) == 0 and not sender._pending_eof)
+
+
+class _StreamTable(dict):
+    """aioquic's stream table.  ``values()``, which aioquic reads only for its per-packet
+    MAX_STREAM_DATA pass, yields just the streams that may need one."""
+
+    __slots__ = ("watch",)
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.watch: dict[QuicStream, None] = {}  # an ordered set
+
+    def values(self):  # type: ignore[override]
+        due = []
+        watch = self.watch
+        for stream in list(watch):
+            local = stream.max_stream_data_local
+            if local and (stream.receiver.highest_offset * 2 > local or stream.max_stream_data_local_sent != local):
+                due.append(stream)  # stays watched until the frame is out and nothing more is due
+            else:
+                del watch[stream]
+        return due
 QuicStreamSender.on_data_delivery = _on_data_delivery  # type: ignore[method-assign]
 QuicStreamSender.reset = _reset  # type: ignore[method-assign]
 
@@ -105,11 +190,14 @@ class _SendQueue(list):
     __slots__ = ()
 
     def append(self, stream: QuicStream) -> None:
+        if _parkable(stream):  # a receive-only stream: it comes back when it finishes or must stop
+            stream.moq_parked = True  # type: ignore[attr-defined]
+            return
         bisect.insort_right(self, stream, key=_KEY)
 
     def extend(self, streams) -> None:  # type: ignore[override]
         for stream in streams:
-            bisect.insort_right(self, stream, key=_KEY)
+            self.append(stream)
 
 
 class MoqQuicConnection(QuicConnection):
@@ -153,18 +241,41 @@ class MoqQuicConnection(QuicConnection):
     def _get_or_create_stream_for_send(self, stream_id: int) -> QuicStream:
         stream = self._streams.get(stream_id)
         if stream is None:
+            count = len(self._streams)
             stream = super()._get_or_create_stream_for_send(stream_id)
-            stream.sender.moq_backlog = self.moq_backlog  # type: ignore[attr-defined]
+            self._adopt(len(self._streams) - count)
         return stream
 
     def _get_or_create_stream(self, frame_type, stream_id: int) -> QuicStream:
         stream = self._streams.get(stream_id)
-        if stream is None:  # opened by the peer (request streams: we answer on them)
+        if stream is None:  # opened by the peer, maybe with lower-numbered ones implicitly
+            count = len(self._streams)
             stream = super()._get_or_create_stream(frame_type, stream_id)
-            # Lower-numbered streams that this frame opened implicitly stay uncounted until
-            # their own first frame; they carry at most a few control bytes.
-            stream.sender.moq_backlog = self.moq_backlog  # type: ignore[attr-defined]
+            self._adopt(len(self._streams) - count)
         return stream
+
+    def _adopt(self, created: int) -> None:
+        """Give the streams aioquic just created (the last ones in its table) our hooks."""
+        streams = self._streams
+        for stream in itertools.islice(reversed(dict.values(streams)), created):
+            stream.sender.moq_backlog = self.moq_backlog  # type: ignore[attr-defined]
+            stream.receiver.moq_hook = functools.partial(self._receiver_changed, stream)  # type: ignore[attr-defined]
+            stream.sender.moq_hook = functools.partial(self._sender_changed, stream)  # type: ignore[attr-defined]
+
+    def _receiver_changed(self, stream: QuicStream) -> None:
+        self._streams.watch[stream] = None
+        if stream.moq_parked and not _parkable(stream):  # type: ignore[attr-defined]
+            stream.moq_parked = False  # type: ignore[attr-defined]
+            self.__dict__["_streams_queue"].append(stream)
+
+    def _sender_changed(self, stream: QuicStream) -> None:
+        if stream.moq_parked and not _parkable(stream):  # type: ignore[attr-defined]
+            stream.moq_parked = False  # type: ignore[attr-defined]
+            self.__dict__["_streams_queue"].append(stream)
+
+    def _on_max_stream_data_delivery(self, delivery, stream: QuicStream) -> None:
+        super()._on_max_stream_data_delivery(delivery, stream)
+        self._streams.watch[stream] = None  # lost: aioquic sends it again when it next looks
 
     def send_backlog(self) -> int:
         """Stream bytes that wait in our buffers: written but neither acknowledged nor in
@@ -212,8 +323,8 @@ def tune_connection(quic: QuicConnection) -> MoqQuicConnection:
     assert isinstance(quic, MoqQuicConnection)
     quic.moq_backlog = Backlog()
     quic._ack_delay = ACK_DELAY
-    for stream in quic._streams.values():
-        stream.sender.moq_backlog = quic.moq_backlog  # type: ignore[attr-defined]
+    quic._streams = _StreamTable(quic._streams)
+    quic._adopt(len(quic._streams))
     quic._streams_queue = list(quic.__dict__.get("_streams_queue", ()))
     for limit, value in (
         (quic._local_max_streams_bidi, MAX_STREAMS_BIDI),
@@ -380,8 +491,18 @@ def self_test() -> None:
             problems.append(f"QuicConnection._loss.{name}")
     if "_peer_certificate" not in aioquic.tls.Context.__init__.__code__.co_names:
         problems.append("tls.Context._peer_certificate")
+    receiver = QuicStreamReceiver(stream_id=3, readable=True)
+    for name in ("handle_frame", "handle_reset", "stop", "is_finished", "stop_pending", "highest_offset"):
+        if not hasattr(receiver, name):
+            problems.append(f"QuicStreamReceiver.{name}")
+    stream = QuicStream(stream_id=3)
+    for name in ("max_stream_data_local", "max_stream_data_local_sent"):
+        if not hasattr(stream, name):
+            problems.append(f"QuicStream.{name}")
+    if not hasattr(QuicConnection, "_on_max_stream_data_delivery"):
+        problems.append("QuicConnection._on_max_stream_data_delivery")
     sender = QuicStreamSender(stream_id=2, writable=True)
-    for name in ("_buffer", "_reset_error_code", "is_finished"):
+    for name in ("_buffer", "_reset_error_code", "is_finished", "_pending", "_pending_eof", "reset_pending"):
         if not hasattr(sender, name):
             problems.append(f"QuicStreamSender.{name}")
     assigned = QuicConnectionProtocol.__init__.__code__.co_names  # instance attributes set there

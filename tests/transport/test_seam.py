@@ -169,7 +169,7 @@ def test_transmit_sends_trains_in_one_syscall_when_gso_is_on(monkeypatch, gso):
     run_async(main())
 
 
-def _connected_pair() -> tuple[seam.MoqQuicConnection, seam.MoqQuicConnection, list]:
+def _connected_pair(max_stream_data: int | None = None) -> tuple[seam.MoqQuicConnection, seam.MoqQuicConnection, list]:
     """A client and a server aioquic connection handshaken in memory; pump() moves datagrams."""
     import ssl
 
@@ -178,6 +178,8 @@ def _connected_pair() -> tuple[seam.MoqQuicConnection, seam.MoqQuicConnection, l
 
     server_config = make_configuration(is_client=False, alpns=["moqt-18"])
     ServerCredentials.dev().configure(server_config)
+    if max_stream_data is not None:
+        server_config.max_stream_data = max_stream_data
     client_config = make_configuration(is_client=True, alpns=["moqt-18"])
     client_config.verify_mode = ssl.CERT_NONE
     client = seam.tune_connection(QuicConnection(configuration=client_config))
@@ -237,3 +239,41 @@ def test_one_ack_eliciting_packet_is_acknowledged_after_the_delay_two_at_once():
     (two,) = server.datagrams_to_send(now=now)
     client.receive_datagram(two[0], ("127.0.0.1", 1), now=now)
     assert not client.nothing_to_send(now)  # the second packet makes it due now
+
+
+def test_receive_only_streams_stay_out_of_the_send_queue_and_are_discarded_when_done():
+    """A publisher's half-received group streams cost the relay no per-packet walk: they are
+    not in aioquic's send queue, yet each is discarded (and its stream credit returned) once
+    it is complete."""
+    client, server, (pump,) = _connected_pair()
+    sids = []
+    for _ in range(60):
+        sid = client.get_next_available_stream_id(is_unidirectional=True)
+        client.send_stream_data(sid, bytes(100))
+        sids.append(sid)
+    for _ in range(5):  # a few rounds: the client paces its packets
+        pump(0.005)
+    assert all(sid in server._streams for sid in sids)
+    assert not any(s.stream_id in sids for s in server._streams_queue)
+    assert len(server._streams.values()) < 60  # the MAX_STREAM_DATA pass sees none of them once looked at
+    for sid in sids:
+        client.send_stream_data(sid, b"", end_stream=True)
+    for _ in range(5):
+        pump(0.005)
+    assert not any(sid in server._streams for sid in sids)  # discarded: finished streams are freed
+    stopped = client.get_next_available_stream_id(is_unidirectional=True)
+    client.send_stream_data(stopped, bytes(10))
+    pump(0.001)
+    server.stop_stream(stopped, 5)  # owing a STOP_SENDING brings the stream back into the queue
+    assert any(s.stream_id == stopped for s in server._streams_queue)
+
+
+def test_receive_windows_are_still_raised():
+    client, server, (pump,) = _connected_pair(max_stream_data=20_000)
+    sid = client.get_next_available_stream_id(is_unidirectional=True)
+    client.send_stream_data(sid, bytes(200_000), end_stream=True)
+    for _ in range(200):
+        pump(0.002)
+        if sid not in server._streams and server._stream_is_discarded(sid):
+            break
+    assert server._stream_is_discarded(sid), "the 200 kB stream did not get through a 20 kB window"
