@@ -305,6 +305,9 @@ class Viewer:
         catalog = asyncio.create_task(read_catalog())
         try:
             await self._open(name, kind_of(name, None), visible=True, join=None)
+            # the catalog's subscription and joining fetch may answer after the track's own
+            # SUBSCRIBE_OK: give it a moment rather than lose what it says about the track
+            await asyncio.wait({catalog}, timeout=CATALOG_WAIT)
         finally:
             if not catalog.done():
                 catalog.cancel()

@@ -535,8 +535,8 @@ class Session(RequestCommands):
               and not (req.kind is Kind.FETCH and req.responded)):  # a fetch lives on in its data stream
             self._finish(req)
             self._emit(ev.RequestEnded(req.request_id, None))
-        elif req.send_closed:
-            self._forget(req)
+        elif req.send_closed and not (req.outgoing and req.kind is Kind.FETCH and req.state is not State.DONE):
+            self._forget(req)  # (a fetch whose data stream is still arriving is forgotten when it ends)
 
     def _stream_reset(self, sid: int, code: int) -> None:
         if sid == self._control_in:
