@@ -26,7 +26,7 @@ QUEUE_BYTES = 262144
 OBJECT_BYTES = 30_000
 PER_GROUP = 10
 GROUP_INTERVAL = 0.1  # 10 groups/s = 3 MB/s
-BEFORE, FROZEN, AFTER = 0.5, 3.0, 2.5  # seconds of publishing around the viewer's SIGSTOP (after it: time for QUIC to recover from the stall)
+BEFORE, FROZEN, AFTER = 0.5, 3.0, 1.0  # seconds of publishing around the viewer's SIGSTOP
 VIEWER_DURATION = BEFORE + FROZEN + AFTER + 2.0
 
 
