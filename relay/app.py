@@ -28,6 +28,7 @@ from .config import ConfigError, RelayConfig, build_parser, load_config
 from .http import start_http
 from .metrics import RelayMetrics
 from .relay import Relay
+from .state import Rotation, StateError, fingerprint_document, load_credentials
 
 if TYPE_CHECKING:
     from .workers import WorkerRole
@@ -72,7 +73,12 @@ async def _listen(host: str, port: int, creds: ServerCredentials, relay: Relay, 
 async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None, worker: WorkerRole | None = None
                       ) -> int:
     """Run one relay until SIGTERM/SIGINT, then drain; `worker` is set in a --workers worker process."""
-    creds = ServerCredentials.load(cfg.cert, cfg.key) if cfg.cert and cfg.key else ServerCredentials.dev()
+    try:  # --cert/--key, else the dev certificate kept in --state-dir (relay/state.py)
+        creds, store, certs = await asyncio.to_thread(load_credentials, cfg.cert, cfg.key, cfg.state_dir)
+    except StateError as exc:
+        print(f"moq-relay: {exc} (choose another --state-dir, or --state-dir '' for a certificate that is "
+              "not kept)", file=sys.stderr, flush=True)
+        return 2
     metrics = RelayMetrics()
     relay = Relay(cfg, metrics)
     metrics.observe(relay)
@@ -97,14 +103,19 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None, w
     hub = None  # worker 0's private loopback port, where the other workers' upstream links arrive
     if worker is not None and worker.hub:
         hub = await _listen("127.0.0.1", 0, creds, relay, on_connection, session_config, reuse_port=False)
+    rotation = None
+    if store is not None and certs is not None:
+        rotation = Rotation(store, certs, lambda new: [s.set_credentials(new) for s in (server, hub) if s], log)
+        rotating = asyncio.create_task(rotation.run(), name="certificate rotation")
+    fingerprint = rotation.document if rotation is not None else (lambda: fingerprint_document(creds))
     stop = asyncio.Event()
     http = None
     if worker is not None:  # a private port: the supervisor serves --http for every worker
-        http = await start_http("127.0.0.1", 0, fingerprint=creds.fingerprint, metrics=metrics, web_root=None,
+        http = await start_http("127.0.0.1", 0, fingerprint=fingerprint, metrics=metrics, web_root=None,
                                 health=lambda: not stop.is_set() and worker.linked(relay))
     elif cfg.http_address is not None:
         hh, hp = cfg.http_address
-        http = await start_http(hh, hp, fingerprint=creds.fingerprint, metrics=metrics,
+        http = await start_http(hh, hp, fingerprint=fingerprint, metrics=metrics,
                                 web_root=cfg.web_root or default_web_root(), health=lambda: not stop.is_set())
         hp = http.sockets[0].getsockname()[1]
     if cfg.upstream:
@@ -121,6 +132,11 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None, w
     print(f"  raw QUIC:     moqt://{uh}:{server.port}/", flush=True)
     print(f"  WebTransport: https://{uh}:{server.port}/", flush=True)
     print(f"  certificate sha256: {creds.fingerprint}", flush=True)
+    if certs is not None:
+        kept = "new, kept" if certs.generated else "kept"
+        nxt = f"; next {certs.next.fingerprint[:16]}… from {certs.switch_at:%Y-%m-%d %H:%M} UTC" if certs.next else ""
+        print(f"  certificate:  dev ({kept} in {cfg.state_dir}), expires {certs.current.not_after:%Y-%m-%d}{nxt}",
+              flush=True)
     if http is not None:
         print(f"  http:         http://{_url_host(hh)}:{hp}/ (/fingerprint /metrics /healthz)", flush=True)
     if cfg.upstream:
@@ -128,7 +144,11 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None, w
     log.info("relay_started", bind=f"{host}:{server.port}", http=cfg.http, node=cfg.node_name)
     if ready is not None:
         ready.set()
-    return await _drain(cfg, relay, [server, http], stop, None)
+    try:
+        return await _drain(cfg, relay, [server, http], stop, None)
+    finally:
+        if rotation is not None:
+            rotating.cancel()
 
 
 async def _drain(cfg: RelayConfig, relay: Relay, servers: list, stop: asyncio.Event, worker: WorkerRole | None
@@ -161,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.worker_count > 1:
         from .workers import supervise
 
-        return run(supervise(cfg))
+        try:
+            return run(supervise(cfg))
+        except StateError as exc:
+            print(f"moq-relay: {exc}", file=sys.stderr)
+            return 2
     return run(serve_relay(cfg))
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .state import default_state_dir
+
 MiB = 1 << 20
 ENV_PREFIX = "MOQ_RELAY_"
 
@@ -45,6 +47,10 @@ class RelayConfig:
     bind: str = _opt("127.0.0.1:4443", "str", "UDP host:port for raw QUIC and WebTransport ([v6]:port for IPv6)")
     cert: Path | None = _opt(None, "path", "TLS certificate chain, PEM", shown="a generated dev certificate")
     key: Path | None = _opt(None, "path", "TLS private key for cert, PEM")
+    state_dir: Path | None = _opt(default_state_dir(), "path", "where the generated dev certificate and key are kept "
+                                  "and reused across restarts (rotated before expiry); unused with --cert/--key; "
+                                  "'' for a new certificate at every start",
+                                  shown="$XDG_DATA_HOME/moq-relay or ~/.local/share/moq-relay")
     http: str | None = _opt(None, "optstr", "TCP host:port for /fingerprint, /metrics, /healthz and the viewer",
                             shown="off")
     web_root: Path | None = _opt(None, "path", "directory of static files served at / on --http",

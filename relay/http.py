@@ -6,6 +6,11 @@ a handful of GETs, so this is a deliberately tiny HTTP/1.1 server on asyncio str
 framework: one request per connection, bounded head size and read time, GET and HEAD only.
 `metrics.render()` and `health()` may return awaitables: the --workers supervisor answers them by
 asking its workers (relay/workers.py).
+
+/fingerprint answers the current certificate's hex SHA-256 as plain text, as it always has; a request
+with `Accept: application/json` (or `?format=json`) gets the rotation document instead:
+{"current": HEX, "next": HEX or null, "hashes": [current, next], "expires": ISO, "switch_at": ISO or null},
+so a page can pin both certificates across a switch (relay/state.py).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
@@ -42,6 +48,7 @@ _TEXT = "text/plain; charset=utf-8"
 
 Response = tuple[int, dict[str, str], bytes]
 Health = Callable[[], bool | Awaitable[bool]]
+Fingerprint = str | Callable[[], dict]  # a fixed hash, or the rotation document's source
 
 
 class MetricsSource(Protocol):
@@ -60,7 +67,7 @@ def _plain(status: int, text: str | None = None, **headers: str) -> Response:
 class _Handler:
     """Routes one parsed request; built once per server, shared by its connections."""
 
-    def __init__(self, fingerprint: str, metrics: MetricsSource, web_root: Path | None,
+    def __init__(self, fingerprint: Fingerprint, metrics: MetricsSource, web_root: Path | None,
                  health: Health, read_timeout: float) -> None:
         self.fingerprint = fingerprint
         self.metrics = metrics
@@ -106,13 +113,23 @@ class _Handler:
             target = urlsplit(target).path or "/"
         if not target.startswith("/"):
             return method, _plain(400)
-        path = target.split("?", 1)[0].split("#", 1)[0]
+        path, _, query = target.split("#", 1)[0].partition("?")
+        if path == "/fingerprint":
+            return method, self._fingerprint(head, query)
         return method, await self._route(path)
 
+    def _fingerprint(self, head: bytes, query: str) -> Response:
+        doc = self.fingerprint() if callable(self.fingerprint) else {
+            "current": self.fingerprint, "next": None, "hashes": [self.fingerprint], "expires": None,
+            "switch_at": None}
+        headers = {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store", "Vary": "Accept"}
+        accept = b"".join(line.split(b":", 1)[1] for line in head.split(b"\r\n")[1:]
+                          if line[:7].lower() == b"accept:")
+        if b"application/json" in accept.lower() or "format=json" in query.split("&"):
+            return 200, {"Content-Type": "application/json", **headers}, json.dumps(doc).encode()
+        return _plain(200, doc["current"], **headers)
+
     async def _route(self, path: str) -> Response:
-        if path == "/fingerprint":
-            return _plain(200, self.fingerprint, **{"Access-Control-Allow-Origin": "*",
-                                                    "Cache-Control": "no-store"})
         if path == "/metrics":
             body = self.metrics.render()
             if inspect.isawaitable(body):
@@ -172,12 +189,13 @@ class _Handler:
         await writer.drain()
 
 
-async def start_http(host: str, port: int, *, fingerprint: str, metrics: MetricsSource, web_root: Path | None,
+async def start_http(host: str, port: int, *, fingerprint: Fingerprint, metrics: MetricsSource, web_root: Path | None,
                      health: Health, read_timeout: float = READ_TIMEOUT) -> asyncio.Server:
     """Listen on host:port (port 0 picks a free one; see server.sockets) and serve until closed.
 
     Close with `server.close(); await server.wait_closed()`; each connection ends by itself within
-    read_timeout, so no handler outlives the server for long.
+    read_timeout, so no handler outlives the server for long.  `fingerprint` is the certificate's hash,
+    or a function returning the /fingerprint JSON document (a rotating dev certificate).
     """
     handler = _Handler(fingerprint, metrics, web_root, health, read_timeout)
     return await asyncio.start_server(handler, host, port, limit=MAX_HEAD)

@@ -57,10 +57,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from moq.log import configure_logging
 from moq.transport.loop import run
-from moq.transport.tls import ServerCredentials
 
 from .config import RelayConfig
 from .http import start_http
+from .state import load_credentials
 
 log = structlog.get_logger("relay.workers")
 
@@ -314,7 +314,9 @@ class Supervisor:
 
     async def run(self) -> int:
         cfg = self.cfg
-        creds = ServerCredentials.load(cfg.cert, cfg.key) if cfg.cert and cfg.key else ServerCredentials.dev()
+        # --cert/--key or the dev certificate kept in --state-dir; the workers get it as --cert/--key files, so
+        # they switch to a rotated certificate at the next restart (only a single-process relay rotates live)
+        creds, _, certs = load_credentials(cfg.cert, cfg.key, cfg.state_dir)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
@@ -343,7 +345,8 @@ class Supervisor:
                 from .app import default_web_root
 
                 hh, hp = cfg.http_address
-                http = await start_http(hh, hp, fingerprint=creds.fingerprint, metrics=self,
+                fingerprint = certs.describe if certs else creds.fingerprint
+                http = await start_http(hh, hp, fingerprint=fingerprint, metrics=self,
                                         web_root=cfg.web_root or default_web_root(), health=self.healthy)
             self._banner(host, first["port"], creds.fingerprint, http, [i["pid"] for i in infos])
             code = await self._watch()

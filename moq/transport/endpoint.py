@@ -120,6 +120,12 @@ class Server:
             log.error("on_session_failed", peer=session.peer, exc_info=task.exception())
             session.close(1, "internal error")
 
+    def set_credentials(self, credentials: ServerCredentials) -> None:
+        """Serve `credentials` to new connections (a rotated certificate); established ones keep theirs
+        (aioquic reads the configuration's certificate when a connection's first packet arrives)."""
+        credentials.configure(self._config)
+        self.credentials = credentials
+
     @property
     def sessions(self) -> list[SessionBase]:
         """Sessions that are currently established (diagnostics)."""

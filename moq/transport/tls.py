@@ -42,12 +42,13 @@ class CertificateMismatch(ConnectionError):
 
 
 def generate_dev_certificate(
-    hosts: tuple[str, ...] | list[str] = DEFAULT_DEV_HOSTS, days: int = 10
+    hosts: tuple[str, ...] | list[str] = DEFAULT_DEV_HOSTS, days: int = 10, now: datetime.datetime | None = None
 ) -> tuple[bytes, bytes]:
     """Return ``(cert_pem, key_pem)``: a self-signed ECDSA P-256 certificate for ``hosts``.
 
     IP literals become IP SANs, everything else DNS SANs.  The validity window (including a
-    one-minute backdating for clock skew) stays within Chrome's 14-day pinning limit.
+    one-minute backdating for clock skew) stays within Chrome's 14-day pinning limit.  ``now``
+    (aware UTC) is the issue time, for callers with their own clock (certificate rotation tests).
     """
     if not hosts:
         raise ValueError("generate_dev_certificate needs at least one host")
@@ -63,7 +64,7 @@ def generate_dev_certificate(
         except ValueError:
             sans.append(x509.DNSName(host))
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
-    now = datetime.datetime.now(datetime.UTC)
+    now = now or datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -119,9 +120,19 @@ class ServerCredentials:
         return cls.from_pem(Path(cert_path).read_bytes(), Path(key_path).read_bytes())
 
     @classmethod
-    def dev(cls, hosts: tuple[str, ...] | list[str] = DEFAULT_DEV_HOSTS, days: int = 10) -> ServerCredentials:
+    def dev(cls, hosts: tuple[str, ...] | list[str] = DEFAULT_DEV_HOSTS, days: int = 10,
+            now: datetime.datetime | None = None) -> ServerCredentials:
         """Fresh self-signed credentials (see :func:`generate_dev_certificate`)."""
-        return cls.from_pem(*generate_dev_certificate(hosts, days))
+        return cls.from_pem(*generate_dev_certificate(hosts, days, now))
+
+    @property
+    def not_before(self) -> datetime.datetime:
+        return x509.load_pem_x509_certificate(self.cert_pem).not_valid_before_utc
+
+    @property
+    def not_after(self) -> datetime.datetime:
+        """When the leaf certificate expires (aware UTC)."""
+        return x509.load_pem_x509_certificate(self.cert_pem).not_valid_after_utc
 
     def configure(self, config: QuicConfiguration) -> None:
         """Install the chain and key into an aioquic server configuration."""

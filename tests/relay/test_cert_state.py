@@ -1,0 +1,187 @@
+"""The relay's kept dev certificate (relay/state.py): reuse, announcement, switch, expiry, files,
+concurrent starts, and /fingerprint's two formats.  The clock is injected: days pass instantly."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import stat
+import threading
+
+import pytest
+
+from relay.http import start_http
+from relay.metrics import RelayMetrics
+from relay.state import ANNOUNCE_BEFORE, SWITCH_BEFORE, CertificateStore, Rotation, default_state_dir, load_credentials
+
+pytestmark = pytest.mark.timeout(30)
+T0 = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime.datetime:
+        return self.now
+
+
+class Log:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict]] = []
+
+    def info(self, event: str, **kw) -> None:
+        self.events.append((event, kw))
+
+    error = info
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def test_reused_across_loads_with_private_files(tmp_path, clock):
+    store = CertificateStore(tmp_path / "state", clock=clock)
+    first = store.load()
+    assert first.generated and first.next is None
+    clock.now += datetime.timedelta(days=2)
+    again = CertificateStore(tmp_path / "state", clock=clock).load()  # a restart two days later
+    assert not again.generated
+    assert again.current.fingerprint == first.current.fingerprint
+    assert again.hashes == [first.current.fingerprint]
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+    pem = tmp_path / "state" / "current.pem"
+    assert stat.S_IMODE(pem.stat().st_mode) == 0o600
+    assert b"PRIVATE KEY" in pem.read_bytes()
+
+
+def test_next_announced_then_switched(tmp_path, clock):
+    store = CertificateStore(tmp_path, clock=clock)
+    first = store.load()
+    expires = first.current.not_after
+    clock.now = expires - ANNOUNCE_BEFORE - datetime.timedelta(minutes=1)
+    assert store.load().next is None
+    clock.now = expires - ANNOUNCE_BEFORE
+    announced = store.load()
+    assert announced.current.fingerprint == first.current.fingerprint
+    assert announced.next is not None and announced.next.fingerprint != first.current.fingerprint
+    assert announced.hashes == [first.current.fingerprint, announced.next.fingerprint]
+    assert announced.switch_at == expires - SWITCH_BEFORE
+    assert announced.refresh_at() == announced.switch_at
+    doc = announced.describe()
+    assert doc["current"] == first.current.fingerprint and doc["next"] == announced.next.fingerprint
+    clock.now += datetime.timedelta(hours=5)
+    assert store.load().next.fingerprint == announced.next.fingerprint  # stable while waiting
+    clock.now = announced.switch_at
+    switched = store.load()
+    assert switched.current.fingerprint == announced.next.fingerprint  # the announced hash takes over
+    assert switched.next is None and not switched.generated
+    assert (tmp_path / "next.pem").exists() is False
+    # the new current one lasts until its own announcement
+    assert switched.announce_at == switched.current.not_after - ANNOUNCE_BEFORE > clock.now
+
+
+def test_expired_state_is_replaced(tmp_path, clock):
+    store = CertificateStore(tmp_path, clock=clock)
+    old = store.load()
+    clock.now += datetime.timedelta(days=30)  # the relay was off for a month: next and current both too old
+    new = store.load()
+    assert new.generated and new.current.fingerprint != old.current.fingerprint
+    assert new.current.not_before <= clock.now < new.current.not_after
+    assert (new.current.not_after - new.current.not_before) <= datetime.timedelta(days=14)
+
+
+def test_damaged_file_is_replaced(tmp_path, clock):
+    store = CertificateStore(tmp_path, clock=clock)
+    store.load()
+    (tmp_path / "current.pem").write_bytes(b"not a certificate")
+    assert store.load().generated
+
+
+def test_concurrent_starts_agree(tmp_path, clock):
+    """Eight relays starting at once on an empty state dir (--workers, a restart loop) serve one certificate."""
+    got: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def start() -> None:
+        barrier.wait()
+        got.append(CertificateStore(tmp_path / "s", clock=clock).load().current.fingerprint)
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 8 and len(set(got)) == 1
+
+
+def test_rotation_switches_live(tmp_path, clock):
+    store = CertificateStore(tmp_path, clock=clock)
+    certs = store.load()
+    installed = []
+    log = Log()
+    rotation = Rotation(store, certs, installed.append, log)
+    assert rotation.due_in() == (certs.announce_at - T0).total_seconds()
+    clock.now = certs.announce_at
+    rotation.refresh()
+    assert installed == [] and [e for e, _ in log.events] == ["certificate_next"]
+    nxt = rotation.document()["next"]
+    clock.now = rotation.certs.switch_at
+    rotation.refresh()
+    assert [c.fingerprint for c in installed] == [nxt]
+    assert rotation.document()["current"] == nxt and log.events[-1][0] == "certificate_switched"
+
+
+def test_load_credentials_modes(tmp_path, clock):
+    creds, store, certs = load_credentials(None, None, None)
+    assert store is None and certs is None and len(creds.fingerprint) == 64
+    (tmp_path / "c.pem").write_bytes(creds.cert_pem)
+    (tmp_path / "k.pem").write_bytes(creds.key_pem)
+    given, store, _ = load_credentials(tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "unused")
+    assert given.fingerprint == creds.fingerprint and store is None and not (tmp_path / "unused").exists()
+    kept, store, _ = load_credentials(None, None, tmp_path / "kept", clock)
+    assert store is not None and load_credentials(None, None, tmp_path / "kept", clock)[0].fingerprint == \
+        kept.fingerprint
+
+
+def test_default_state_dir():
+    assert default_state_dir({"XDG_DATA_HOME": "/srv/data"}).as_posix() == "/srv/data/moq-relay"
+    assert default_state_dir({}).as_posix().endswith("/.local/share/moq-relay")
+    assert default_state_dir({"XDG_DATA_HOME": "relative"}).as_posix().endswith("/.local/share/moq-relay")
+
+
+def test_fingerprint_endpoint_text_and_json(tmp_path, clock):
+    asyncio.run(_fingerprint_endpoint(tmp_path, clock))
+
+
+async def _fingerprint_endpoint(tmp_path, clock):
+    store = CertificateStore(tmp_path, clock=clock)
+    certs = store.load()
+    clock.now = certs.announce_at
+    certs = store.load()
+    server = await start_http("127.0.0.1", 0, fingerprint=certs.describe, metrics=RelayMetrics(), web_root=None,
+                              health=lambda: True)
+    port = server.sockets[0].getsockname()[1]
+
+    async def get(path: str, *headers: str) -> tuple[str, bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write((f"GET {path} HTTP/1.1\r\nHost: x\r\n" + "".join(h + "\r\n" for h in headers) + "\r\n").encode())
+        data = await reader.read()
+        writer.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        return head.decode(), body
+
+    try:
+        head, body = await get("/fingerprint")  # what old pages and scripts read: the current hash alone
+        assert body.decode() == certs.current.fingerprint and "text/plain" in head
+        for args in (("/fingerprint", "Accept: application/json"), ("/fingerprint?format=json",)):
+            head, body = await get(*args)
+            assert "application/json" in head and "Access-Control-Allow-Origin: *" in head
+            doc = json.loads(body)
+            assert doc["hashes"] == [certs.current.fingerprint, certs.next.fingerprint]
+            assert doc["current"] == certs.current.fingerprint and doc["switch_at"].endswith("Z")
+    finally:
+        server.close()
+        await server.wait_closed()
