@@ -4,6 +4,7 @@
 // backoff.  URL: ?url=https://127.0.0.1:4443/&namespace=live/demo[&fingerprint=HEX][&overlay=1]
 
 import { ConnectError, DRAFT, MOQT_PROTOCOL, MoqSession, RequestRejected, hexToBytes } from './moq/session.js';
+import { parseFingerprints } from './moq/fingerprint.js';
 import { utf8 } from './moq/buffer.js';
 import { namespaceFromString } from './moq/types.js';
 import { CATALOG_TRACK, chooseTracks, parseCatalog } from './media/catalog.js';
@@ -54,17 +55,17 @@ function describe(e) {
   return e?.message || String(e);
 }
 
-/** Why the WebTransport handshake failed: compare the pinned hash with what the relay serves now. */
+/** Why the WebTransport handshake failed: compare the pinned hashes with what the relay serves now. */
 async function transportFailure(e, pinned) {
   let served = null;
   try {
-    served = await withTimeout(fetchFingerprint(), 2000, 'fingerprint');
+    served = (await withTimeout(fetchFingerprint(), 2000, 'fingerprint'))[0];
   } catch { /* the HTTP side is unreachable too */ }
-  if (served && served.toLowerCase() !== pinned.toLowerCase()) {
+  if (served && !pinned.includes(served)) {
     return `certificate mismatch: the relay's certificate has sha-256 ${shortHash(served)} but the page pinned `
-      + `${shortHash(pinned)}${config.fingerprint ? ' (check the fingerprint= parameter)' : ' (did the relay restart?)'}`;
+      + `${shortHash(pinned[0])}${config.fingerprint ? ' (check the fingerprint= parameter)' : ' (did the relay restart?)'}`;
   }
-  const cert = served ? '' : `, or its certificate does not match sha-256 ${shortHash(pinned)}`;
+  const cert = served ? '' : `, or its certificate does not match sha-256 ${shortHash(pinned[0])}`;
   return `cannot connect to the relay at ${config.relayUrl}: the WebTransport handshake failed (the relay is down, `
     + `not listening on that UDP port, or UDP is blocked${cert}; the browser says: ${e.detail ?? e.message})`;
 }
@@ -78,22 +79,26 @@ function setError(message) {
 
 // --- one session ----------------------------------------------------------------------------
 
-async function fingerprint() {
-  return config.fingerprint || fetchFingerprint();
+/** The certificate hashes to pin: the fingerprint= parameter (comma-separated), else the relay's. */
+async function fingerprints() {
+  return config.fingerprint ? parseFingerprints(config.fingerprint) : fetchFingerprint();
 }
 
-/** The hex SHA-256 of the relay's certificate from its HTTP endpoint (/fingerprint). */
+/** The relay's certificate hashes from its HTTP endpoint (/fingerprint): current, then the announced
+ *  next one while a rotation is under way (moq/fingerprint.js). */
 async function fetchFingerprint() {
   let resp;
   try {
-    resp = await fetch(config.fingerprintUrl, { cache: 'no-store' });
+    resp = await fetch(config.fingerprintUrl, { cache: 'no-store', headers: { Accept: 'application/json, text/plain' } });
   } catch (e) {
     throw new Error(`the relay is down: cannot reach ${config.fingerprintUrl} (${e.message})`);
   }
   if (!resp.ok) throw new Error(`cannot get the relay's certificate fingerprint from ${config.fingerprintUrl}: HTTP ${resp.status}`);
-  const hex = (await resp.text()).trim();
-  if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new Error(`${config.fingerprintUrl} did not return a SHA-256 hex digest`);
-  return hex;
+  try {
+    return parseFingerprints(await resp.text());
+  } catch (e) {
+    throw new Error(`${config.fingerprintUrl} did not return a SHA-256 hex digest (${e.message})`);
+  }
 }
 
 function withTimeout(promise, ms, what) {
@@ -139,10 +144,10 @@ function updateAudioButton() {
 async function playOnce() {
   stats.state = 'connecting';
   current = { session: null, video: null, audio: null, fingerprint: null, muted: false, subs: [] };
-  current.fingerprint = await fingerprint();
+  current.fingerprint = await fingerprints();
   let session;
   try {
-    session = await MoqSession.connect(config.relayUrl, { certificateHash: hexToBytes(current.fingerprint) });
+    session = await MoqSession.connect(config.relayUrl, { certificateHashes: current.fingerprint.map(hexToBytes) });
   } catch (e) {
     if (e instanceof ConnectError && e.kind === 'transport') throw new Error(await transportFailure(e, current.fingerprint));
     throw e;

@@ -120,15 +120,17 @@ export class Subscription {
 
 export class MoqSession {
   /**
-   * Open WebTransport to `url` offering moqt-18, exchange SETUP.  `certificateHash` (bytes)
-   * pins a self-signed certificate (serverCertificateHashes).  Throws ConnectError.
+   * Open WebTransport to `url` offering moqt-18, exchange SETUP.  `certificateHash` (bytes), or
+   * `certificateHashes` (a list: the relay's current and announced next certificate), pins
+   * self-signed certificates (serverCertificateHashes).  Throws ConnectError.
    */
-  static async connect(url, { certificateHash = null, timeoutMs = 10000 } = {}) {
+  static async connect(url, { certificateHash = null, certificateHashes = null, timeoutMs = 10000 } = {}) {
     if (typeof WebTransport === 'undefined') {
       throw new ConnectError('transport', 'this browser has no WebTransport (or the page is not a secure context)');
     }
     const options = { protocols: [MOQT_PROTOCOL] };
-    if (certificateHash) options.serverCertificateHashes = [{ algorithm: 'sha-256', value: certificateHash }];
+    const hashes = certificateHashes || (certificateHash ? [certificateHash] : []);
+    if (hashes.length) options.serverCertificateHashes = hashes.map((value) => ({ algorithm: 'sha-256', value }));
     let wt;
     try {
       wt = new WebTransport(url, options);
