@@ -29,3 +29,24 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
+    _route_aioquic(lvl)
+
+
+class _ToStructlog(logging.Handler):
+    """aioquic's stdlib loggers ("quic", "http3") through structlog at debug: without a handler Python
+    printed their warnings raw on stderr ("[cid] Error: 298, reason: self-signed certificate"), although
+    what they report already reaches the user as our own exception or log line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            structlog.get_logger("aioquic").debug("aioquic", logger=record.name, message=record.getMessage())
+        except Exception:  # a log line must never break the connection that produced it
+            self.handleError(record)
+
+
+def _route_aioquic(level: int) -> None:
+    for name in ("quic", "http3"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = [h for h in lg.handlers if not isinstance(h, _ToStructlog)] + [_ToStructlog()]
+        lg.propagate = False
+        lg.setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)  # no formatting cost otherwise

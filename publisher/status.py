@@ -21,7 +21,8 @@ WINDOW = 2.0  # seconds of history behind fps and bitrate
 class Stats:
     input: str = ""
     connected: bool = False
-    reconnects: int = 0
+    reconnects: int = 0  # sessions re-established
+    reconnect_attempts: int = 0  # tries, successful or not (a relay that stays away still counts up)
     subscribers: int = 0
     error: str = ""
     video_frames: int = 0
@@ -69,12 +70,16 @@ class Stats:
         state = "connected" if self.connected else "RECONNECTING"
         groups = " ".join(f"{k[0]}:{v}" for k, v in sorted(self.groups.items()))
         return (f"{state} | {self.input} | {fps:5.1f} fps | {bps / 1e6:6.2f} Mb/s | groups {groups or '-'} | "
-                f"subscribers {self.subscribers} | reconnects {self.reconnects} | {self.elapsed():6.1f} s")
+                f"subscribers {self.subscribers} | {self.reconnect_text()} | {self.elapsed():6.1f} s")
+
+    def reconnect_text(self) -> str:
+        tries = f" ({self.reconnect_attempts} attempts)" if self.reconnect_attempts != self.reconnects else ""
+        return f"reconnects {self.reconnects}{tries}"
 
     def summary_fields(self) -> dict:
         return {"seconds": round(self.elapsed(), 1), "video_frames": self.video_frames,
                 "audio_frames": self.audio_frames, "bytes": self.bytes, "groups": dict(self.groups),
-                "reconnects": self.reconnects}
+                "reconnects": self.reconnects, "reconnect_attempts": self.reconnect_attempts}
 
 
 class StatusLine:
@@ -136,7 +141,7 @@ class StatusLine:
         f = stats.summary_fields()
         groups = ", ".join(f"{v} {k}" for k, v in sorted(f["groups"].items())) or "none"
         text = (f"moq-publish: {f['seconds']} s, {f['video_frames']} video frames, {f['audio_frames']} audio frames, "
-                f"{f['bytes'] / 1e6:.2f} MB; groups: {groups}; reconnects: {f['reconnects']}")
+                f"{f['bytes'] / 1e6:.2f} MB; groups: {groups}; {stats.reconnect_text().replace(' ', ': ', 1)}")
         if stats.error:
             text += f"; input error: {stats.error}"
         if self.mode != "off":

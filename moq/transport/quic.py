@@ -38,7 +38,7 @@ from .base import (
     TransportEvent,
 )
 from .stats import STATS
-from .tls import ClientVerification, peer_certificate
+from .tls import ClientVerification, peer_certificate, setup_failure
 from .udp import DatagramSender
 
 log = structlog.get_logger(__name__)
@@ -391,7 +391,7 @@ class ConnectionProtocol(seam.ProtocolBase):
             self.app.terminated(error_code, reason)
         if not self.ready.done():
             detail = f"code 0x{error_code:x}" + (f": {reason}" if reason else "")
-            exc = self.failure or ConnectionError(f"QUIC connection closed during setup ({detail})")
+            exc = self.failure or setup_failure(error_code, detail)  # CertificateUntrusted for a TLS certificate alert
             self.ready.set_exception(exc)
         if self.ready.done() and not self.ready.cancelled():
             self.ready.exception()  # mark retrieved; owners inspect ``failure``/``ready`` themselves

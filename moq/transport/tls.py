@@ -41,6 +41,21 @@ class CertificateMismatch(ConnectionError):
         self.got = got
 
 
+class CertificateUntrusted(ConnectionError):
+    """The server's certificate failed verification (self-signed, unknown CA, expired, wrong host):
+    retrying cannot help; pin it with a fingerprint, or trust its CA."""
+
+
+#: TLS alerts about the peer's certificate (RFC 8446 § 6.2), as QUIC CRYPTO_ERROR codes (0x100 + alert).
+_CERTIFICATE_ALERTS = frozenset(0x100 + a for a in (42, 43, 44, 45, 46, 48))
+
+
+def setup_failure(error_code: int, detail: str) -> ConnectionError:
+    """The exception for a QUIC connection that closed during its handshake with `error_code`."""
+    message = f"QUIC connection closed during setup ({detail})"
+    return CertificateUntrusted(message) if error_code in _CERTIFICATE_ALERTS else ConnectionError(message)
+
+
 def generate_dev_certificate(
     hosts: tuple[str, ...] | list[str] = DEFAULT_DEV_HOSTS, days: int = 10, now: datetime.datetime | None = None
 ) -> tuple[bytes, bytes]:
