@@ -24,7 +24,7 @@ from moq.broadcast import Publisher
 from moq.connection import Connection, RequestRejectedError
 from moq.errors import SessionClosedError
 from moq.model.track import Track
-from moq.transport.tls import CertificateMismatch
+from moq.transport.tls import CertificateMismatch, CertificateUntrusted
 from moq.wire.types import TrackNamespace, namespace_to_str
 
 from .ingest import IngestError, MediaPacket, Source, now_us
@@ -39,6 +39,7 @@ BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
 PING_INTERVAL = 1.0
 DEAD_AFTER = 4.0  # seconds without any acknowledgement from the relay: it is gone
 STABLE_AFTER = 10.0  # a session that lasted this long resets the backoff
+CERT_GRACE = 10.0  # a relay whose certificate stopped matching is retried this long, then we exit 3
 QUEUE = 16  # packets between the source thread and the event loop
 PRIORITIES = {CATALOG_TRACK: 0, AUDIO_TRACK: 64, VIDEO_TRACK: 128}  # lower is more urgent
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_RELAY = 0, 1, 2, 3
@@ -46,6 +47,12 @@ EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_RELAY = 0, 1, 2, 3
 
 class RelayUnreachable(Exception):
     pass
+
+
+def _alert(exc: BaseException) -> str:
+    """The TLS reason in a connection error ("self-signed certificate"), else the whole message."""
+    text = str(exc)
+    return text.rsplit(": ", 1)[-1].rstrip(")") if "(code 0x" in text else text
 
 
 @dataclass
@@ -168,8 +175,8 @@ class PublishRun:
                 log.info("connected", url=self.opts.url, namespace=namespace_to_str(self.opts.namespace))
                 self.stats.connected = True
                 return
-            except CertificateMismatch as exc:
-                raise RelayUnreachable(f"certificate mismatch: {exc}") from None
+            except (CertificateMismatch, CertificateUntrusted) as exc:  # a retry cannot fix a certificate
+                raise RelayUnreachable(self._certificate_problem(exc)) from None
             except RequestRejectedError as exc:
                 last = RelayUnreachable(f"the relay refused namespace {namespace_to_str(self.opts.namespace)}: "
                                         f"{exc.reason or 'refused'} (code {exc.code:#x})")
@@ -181,10 +188,17 @@ class PublishRun:
                 delay *= 2
         if isinstance(last, RelayUnreachable):
             raise last
-        hint = ""
-        if "certificate" in str(last) and not self.opts.insecure:
-            hint = " (trust the relay with --fingerprint HEX, as it prints it, or --insecure for development)"
-        raise RelayUnreachable(f"cannot reach {self.opts.url} after {FIRST_ATTEMPTS} attempts: {last}{hint}")
+        raise RelayUnreachable(f"cannot reach {self.opts.url} after {FIRST_ATTEMPTS} attempts: {last}")
+
+    def _certificate_problem(self, exc: ConnectionError, retried: float | None = None) -> str:
+        """One line that says what is wrong with the relay's certificate and what to do."""
+        url, tail = self.opts.url, f"; gave up after {retried:.0f} s of retries" if retried is not None else ""
+        if isinstance(exc, CertificateMismatch):
+            return (f"the relay at {url} presents certificate sha256 {exc.got}, not the pinned --fingerprint "
+                    f"{exc.expected} (a relay with a new dev certificate keeps it only with the same --state-dir; "
+                    f"or pin the fingerprint it prints now){tail}")
+        return (f"the relay at {url} has an untrusted TLS certificate ({_alert(exc)}): trust it with "
+                f"--fingerprint HEX, as the relay prints it, or --insecure for development{tail}")
 
     async def _supervise(self) -> None:
         """Watch the session; when it ends (closed, GOAWAY, unresponsive), reconnect with
@@ -208,16 +222,29 @@ class PublishRun:
             if not conn.is_closed:
                 conn.close(0, "reconnecting")
             attempt = 0
+            cert_since: float | None = None  # when the relay's certificate first failed in this outage
             if lasted <= STABLE_AFTER:
                 await self._sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
             while not self.stopping.is_set():
                 attempt += 1
+                self.stats.reconnect_attempts += 1
                 try:
                     new = await self._open_session()
-                except CertificateMismatch as exc:
-                    log.error("reconnect_failed", attempt=attempt, error=f"certificate mismatch: {exc}")
+                except (CertificateMismatch, CertificateUntrusted) as exc:
+                    # a relay restarted with a new certificate: retried briefly (its operator may be
+                    # restarting it again with the old --state-dir), then given up
+                    now = time.monotonic()
+                    cert_since = now if cert_since is None else cert_since
+                    if now - cert_since + delay > CERT_GRACE:
+                        self.fatal = self._certificate_problem(exc, now - cert_since)
+                        log.error("reconnect_given_up", attempt=attempt, error=str(exc))
+                        self.exit_code = EXIT_RELAY
+                        self.stopping.set()
+                        return
+                    log.error("reconnect_failed", attempt=attempt, error=str(exc), retry_in=delay)
                 except (ConnectionError, TimeoutError, OSError, SessionClosedError, RequestRejectedError) as exc:
+                    cert_since = None
                     log.info("reconnect_failed", attempt=attempt, error=str(exc), retry_in=delay)
                 else:
                     self.conn = new
@@ -342,6 +369,8 @@ class PublishRun:
             await self._close()
             self.status.stop()
             self.status.summary(self.stats)
+            if self.fatal:
+                self.status.error(f"moq-publish: {self.fatal}")
             return self.exit_code
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
