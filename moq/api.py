@@ -19,8 +19,13 @@ from .transport.tls import ServerCredentials
 
 async def connect(url: str, *, fingerprint: str | None = None, insecure: bool = False, cafile: str | None = None,
                   handler: RequestHandler | None = None, config: SessionConfig | None = None,
-                  timeout: float = 10.0, alpns: Sequence[str] = versions.SUPPORTED_ALPNS) -> Connection:
-    """Connect and complete SETUP.  `moqt://` = raw QUIC, `https://` = WebTransport."""
+                  timeout: float = 10.0, alpns: Sequence[str] = versions.SUPPORTED_ALPNS,
+                  token: str | None = None) -> Connection:
+    """Connect and complete SETUP.  `moqt://` = raw QUIC, `https://` = WebTransport.
+    `token` (a JWT, see moq.token) goes in SETUP's AUTHORIZATION TOKEN option."""
+    if token:
+        config = config or SessionConfig()
+        config.auth_token = token.strip().encode()
     transport = await endpoint.connect(url, fingerprint=fingerprint, insecure=insecure, cafile=cafile,
                                        alpns=alpns, timeout=timeout)
     conn = Connection(transport, config=config, handler=handler)

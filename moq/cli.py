@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_logging_options(p: argparse.ArgumentParser) -> None:
@@ -17,3 +18,9 @@ def add_tls_client_options(p: argparse.ArgumentParser) -> None:
                    help="accept any server certificate (development only)")
     g.add_argument("--fingerprint", metavar="HEX",
                    help="accept only the server certificate with this SHA-256 (hex, as the relay prints it)")
+
+
+def add_token_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--token", metavar="JWT", default=os.environ.get("MOQ_TOKEN") or None,
+                   help="authorization token sent in SETUP (see moq-token; default: env MOQ_TOKEN). "
+                   "Prefer MOQ_TOKEN: a command line is visible to other local users")
