@@ -31,7 +31,7 @@ from ..errors import (
 from ..wire import control as c
 from ..wire.control import SetupOption
 from ..wire.framing import ControlStreamOpened, MessageDecoder
-from ..wire.types import EMPTY_PARAMETERS, KeyValuePairs, TrackNamespace
+from ..wire.types import EMPTY_PARAMETERS, AliasType, KeyValuePairs, Token, TrackNamespace
 from ..wire.varint import decode_varint
 from . import events as ev
 from .commands import DEFAULT_PUBLISHER_PRIORITY, RequestCommands
@@ -54,6 +54,7 @@ class SessionConfig:
     implementation: str = versions.IMPLEMENTATION
     path: str = ""  # client on raw QUIC: PATH option (path-abempty [? query])
     authority: str = ""  # client on raw QUIC: AUTHORITY option
+    auth_token: bytes | None = None  # sent as SETUP's AUTHORIZATION TOKEN option (USE_VALUE, type 0)
     max_incoming_requests: int = 10_000  # concurrently open peer requests
     alias_wait: float = 2.0  # seconds to hold a data stream whose track alias is unknown
     max_alias_wait_bytes: int = 4 << 20
@@ -150,6 +151,9 @@ class Session(RequestCommands):
             options.append((SetupOption.PATH, self.config.path.encode()))
             if self.config.authority:
                 options.append((SetupOption.AUTHORITY, self.config.authority.encode()))
+        if self.config.auth_token:
+            token = Token(AliasType.USE_VALUE, token_type=0, value=self.config.auth_token)
+            options.append((SetupOption.AUTHORIZATION_TOKEN, token.encode()))
         self._control_out = self._open_stream(True)
         self._actions.append(ev.SetStreamPriority(self._control_out, PRIORITY_CONTROL))
         self._send(self._control_out, c.Setup(tuple(options)).encode())
