@@ -25,6 +25,7 @@ from .errors import RequestErrorCode, SessionClosedError, SessionErrorCode, Stre
 from .session import Role, Session, SessionConfig
 from .session import events as ev
 from .subscription import DEFAULT_QUEUE, FetchResult, ObjectListener, ObjectQueue, ObjectStream, Subscription
+from .token import redact
 from .transport import base as tb
 from .wire import control as c
 from .wire.data import EndOfRange, FetchObject
@@ -287,7 +288,7 @@ class Connection:
             self.goaway = e
             self.log.info("goaway_received", uri=e.new_session_uri, timeout_ms=e.timeout_ms)
         elif isinstance(e, ev.SetupCompleted):
-            self.log.info("session_ready", version=e.version, path=e.path, peer_impl=e.peer_implementation)
+            self.log.info("session_ready", version=e.version, path=redact(e.path), peer_impl=e.peer_implementation)
             if not self._ready.done():
                 self._ready.set_result(e)
         elif isinstance(e, ev.SessionTerminated):

@@ -7,7 +7,7 @@ import argparse
 import logging
 import sys
 
-from moq.cli import add_logging_options, add_tls_client_options
+from moq.cli import add_logging_options, add_tls_client_options, add_token_option
 from moq.log import configure_logging
 from moq.transport.endpoint import parse_url
 from moq.transport.loop import run
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
     p.add_argument("--no-audio", action="store_true", help="publish video only")
     add_tls_client_options(p)
+    add_token_option(p)
     add_logging_options(p)
     return p
 
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     status.start()
     configure_logging(args.log_format, args.log_level)
     opts = Options(args.url, namespace, fingerprint=args.fingerprint, insecure=args.insecure,
-                   duration=args.duration, gop=args.gop)
+                   duration=args.duration, gop=args.gop, token=args.token)
     try:
         return run(PublishRun(source, opts, status).run())
     finally:

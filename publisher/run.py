@@ -63,6 +63,7 @@ class Options:
     insecure: bool = False
     duration: float | None = None
     gop: float = 2.0
+    token: str | None = None  # --token / MOQ_TOKEN: sent in SETUP
 
 
 class SourceFeed:
@@ -158,7 +159,7 @@ class PublishRun:
     async def _open_session(self) -> Connection:
         o = self.opts
         conn = await api.connect(o.url, fingerprint=o.fingerprint, insecure=o.insecure, handler=self.publisher,
-                                 timeout=CONNECT_TIMEOUT)
+                                 timeout=CONNECT_TIMEOUT, token=o.token)
         try:
             await conn.publish_namespace(o.namespace, timeout=CONNECT_TIMEOUT)
         except BaseException:

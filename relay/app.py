@@ -20,10 +20,12 @@ from moq import api, versions
 from moq.connection import Connection
 from moq.log import configure_logging
 from moq.session import SessionConfig
+from moq.token import redact
 from moq.transport import endpoint
 from moq.transport.loop import run
 from moq.transport.tls import ServerCredentials
 
+from .auth import Authorizer
 from .config import ConfigError, RelayConfig, build_parser, load_config
 from .http import start_http
 from .metrics import RelayMetrics
@@ -80,7 +82,13 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None, w
               "not kept)", file=sys.stderr, flush=True)
         return 2
     metrics = RelayMetrics()
-    relay = Relay(cfg, metrics)
+    try:  # --auth-key / --auth-secret-file / MOQ_RELAY_AUTH_SECRET (relay/auth.py)
+        auth = Authorizer.from_config(cfg, on_refused=metrics.requests_refused.labels(reason="unauthorized").inc)
+    except ValueError as exc:
+        print(f"moq-relay: {exc}", file=sys.stderr, flush=True)
+        return 2
+    auth.log_mode()
+    relay = Relay(cfg, metrics, auth)
     metrics.observe(relay)
     host, port = cfg.bind_address
     full = 0
@@ -96,6 +104,8 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None, w
             metrics.requests_refused.labels(reason="session_limit").inc()
             log.warning("session_refused", reason="max_sessions", peer=conn.transport.peer)
             conn.close(0x1, "relay is full")
+            return
+        if not auth.admit(conn):  # a bad or expired token in SETUP / ?jwt=: closed with the draft's code
             return
         relay.add_connection(conn)
 
@@ -119,7 +129,7 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None, w
                                 web_root=cfg.web_root or default_web_root(), health=lambda: not stop.is_set())
         hp = http.sockets[0].getsockname()[1]
     if cfg.upstream:
-        relay.start_upstream(cfg.upstream, cfg.upstream_fingerprint)
+        relay.start_upstream(cfg.upstream, cfg.upstream_fingerprint, token=auth.upstream_token(cfg))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -140,7 +150,7 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None, w
     if http is not None:
         print(f"  http:         http://{_url_host(hh)}:{hp}/ (/fingerprint /metrics /healthz)", flush=True)
     if cfg.upstream:
-        print(f"  upstream:     {cfg.upstream}", flush=True)
+        print(f"  upstream:     {redact(cfg.upstream)}", flush=True)
     log.info("relay_started", bind=f"{host}:{server.port}", http=cfg.http, node=cfg.node_name)
     if ready is not None:
         ready.set()

@@ -77,6 +77,17 @@ class RelayConfig:
     max_object_size: int = _opt(16 * MiB, "size", "largest object payload accepted, bytes", "limits")
     subscriber_queue_bytes: int = _opt(2 * MiB, "size", "send backlog per subscriber before late groups are "
                                        "dropped, bytes", "limits")
+    upstream_token: str | None = _opt(None, "optstr", "token (JWT) the --upstream link presents in SETUP; prefer "
+                                      "the environment variable, a command line is visible to local users",
+                                      shown="none")
+    auth_key: tuple[Path, ...] = _opt((), "paths", "public key (PEM or JWK) whose tokens are accepted; repeat "
+                                      "it to rotate keys. Any --auth-* option turns authorization on",
+                                      "auth", shown="none: the relay is open to all")
+    auth_secret_file: Path | None = _opt(None, "path", "file holding an HS256 shared secret whose tokens are "
+                                         "accepted (or the secret itself in env MOQ_RELAY_AUTH_SECRET; never "
+                                         "on the command line)", "auth", shown="none")
+    public: tuple[str, ...] = _opt((), "strs", "namespace prefix anyone may watch without a token, e.g. "
+                                   "live/public (repeatable; only with authorization on)", "auth", shown="none")
     config: Path | None = _opt(None, "path", "the TOML file loaded, if any (set by load_config)", "")
 
     def __post_init__(self) -> None:
@@ -187,6 +198,12 @@ def _convert(name: str, raw: Any, where: str, toml: bool = False) -> Any:
     kind = _FIELDS[name].metadata["kind"]
     text = isinstance(raw, str) and not (toml and kind in ("int", "float"))  # TOML has real numbers
     try:
+        if kind in ("paths", "strs"):  # repeatable: a flag list, a TOML list or comma-separated env
+            items = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+                raise ValueError(f"expected a list of strings, got {raw!r}")
+            items = [v.strip() for v in items if v.strip()]
+            return tuple(Path(v).expanduser() for v in items) if kind == "paths" else tuple(items)
         if kind in ("path", "optstr") and text and raw == "":
             return None  # an empty value switches an optional setting off
         if kind == "path" and text:
@@ -241,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 argument_default=argparse.SUPPRESS, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="TOML", help=f"configuration file (env {ENV_PREFIX}CONFIG)")
-    groups = {g: p.add_argument_group(g) for g in ("relay", "limits", "logging")}
+    groups = {g: p.add_argument_group(g) for g in ("relay", "auth", "limits", "logging")}
     for name, f in _FIELDS.items():
         if name == "config":
             continue
@@ -259,6 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
         if isinstance(shown, float) and shown.is_integer():
             shown = int(shown)
         tail = f" (default: {shown}; env {_env(name)})" if shown is not None else f" (env {_env(name)})"
+        if kind in ("paths", "strs"):  # repeatable
+            metavar = "PATH" if kind == "paths" else "PREFIX"
+            groups[f.metadata["group"]].add_argument(_flag(name), metavar=metavar, action="append",
+                                                     help=f.metadata["help"] + tail)
+            continue
+        if name == "upstream_token":
+            metavar = "JWT"
         groups[f.metadata["group"]].add_argument(_flag(name), metavar=metavar, help=f.metadata["help"] + tail)
     return p
 
@@ -314,6 +338,10 @@ def load_config(argv: list[str] | None = None, environ: Mapping[str, str] | None
     for name in ("cert", "key"):
         if getattr(config, name) is not None and not getattr(config, name).is_file():
             raise ConfigError(f"{where[name]}: no such file {str(values[name])!r}")
+    for path in (*config.auth_key, *([config.auth_secret_file] if config.auth_secret_file else [])):
+        if not path.is_file():
+            flag = "auth_key" if path in config.auth_key else "auth_secret_file"
+            raise ConfigError(f"{where[flag]}: no such file {str(path)!r}")
     if config.web_root is not None and not config.web_root.is_dir():
         raise ConfigError(f"{where['web_root']}: no such directory {str(config.web_root)!r}")
     return config

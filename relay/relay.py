@@ -26,6 +26,7 @@ from moq.wire import control as c
 from moq.wire.data import FetchObject
 from moq.wire.types import GroupOrder, Location, Parameters, TrackNamespace, namespace_to_str
 
+from .auth import AUTH_CLOSE_CODES, Authorizer, namespace_takeover, track_takeover
 from .config import RelayConfig
 from .metrics import RelayMetrics
 from .upstream import UpstreamLink
@@ -39,6 +40,8 @@ Key = tuple[int, int]  # (id(connection), request_id)
 _REFUSAL = {
     RequestErrorCode.DOES_NOT_EXIST: "not_found",
     RequestErrorCode.UNAUTHORIZED: "unauthorized",
+    RequestErrorCode.MALFORMED_AUTH_TOKEN: "unauthorized",
+    RequestErrorCode.EXPIRED_AUTH_TOKEN: "unauthorized",
     RequestErrorCode.EXCESSIVE_LOAD: "subscriber_limit",
     RequestErrorCode.GOING_AWAY: "draining",
 }
@@ -108,9 +111,11 @@ class UpstreamFetch:
 
 
 class Relay:
-    def __init__(self, config: RelayConfig, metrics: RelayMetrics | None = None) -> None:
+    def __init__(self, config: RelayConfig, metrics: RelayMetrics | None = None, auth: Authorizer | None = None
+                 ) -> None:
         self.config = config
         self.metrics = metrics or RelayMetrics()
+        self.auth = auth or Authorizer()  # disabled: everyone may publish and watch (relay/auth.py)
         self.tracks: dict[FullName, RelayTrack] = {}
         self.announced: dict[TrackNamespace, list[tuple[Connection, int]]] = {}
         self.ns_subs: dict[Key, tuple[Connection, int, TrackNamespace, set[TrackNamespace]]] = {}
@@ -176,14 +181,20 @@ class Relay:
                      if rt.pushed and not self._from_parent(rt.source_conn))
         return names
 
-    def start_upstream(self, url: str, fingerprint: str | None) -> None:
-        self.upstream = UpstreamLink(self, url, fingerprint)
+    def start_upstream(self, url: str, fingerprint: str | None, token: str | None = None) -> None:
+        self.upstream = UpstreamLink(self, url, fingerprint, token)
         self.spawn(self.upstream.run())
 
     # --- RequestHandler ------------------------------------------------------------------
     def on_request(self, conn: Connection, event: ev.IncomingRequest) -> None:
         self.connections.add(conn)
         msg, rid = event.message, event.request_id
+        if self.auth.enabled and not self._from_parent(conn):  # the one authorization point, before routing
+            refusal = self.auth.check(conn, msg)
+            if refusal is not None:
+                if not conn.is_closed:
+                    self._refuse(conn, rid, refusal.code, refusal.reason, type(msg).__name__)
+                return
         if isinstance(msg, c.Subscribe):
             self._subscribe(conn, rid, msg)
         elif isinstance(msg, c.Publish):
@@ -223,8 +234,10 @@ class Relay:
 
     def on_closed(self, conn: Connection) -> None:
         closed = conn.closed_info
-        if closed is not None and not closed.by_peer and closed.error_code not in (0, 0x10):
+        if (closed is not None and not closed.by_peer and closed.error_code not in (0, 0x10)
+                and closed.error_code not in AUTH_CLOSE_CODES):  # those count as "unauthorized"
             self.metrics.requests_refused.labels(reason="protocol").inc()
+        self.auth.forget(conn)
         self.connections.discard(conn)
         cid = id(conn)
         for key in [k for k in self.downstream if k[0] == cid]:
@@ -361,6 +374,9 @@ class Relay:
     # --- publishers ----------------------------------------------------------------------
     def _publish(self, conn: Connection, rid: int, msg: c.Publish) -> None:
         key = (msg.track_namespace, msg.track_name)
+        _, replaced = track_takeover(self, conn, *key)  # another session publishes it (relay/auth.py)
+        if replaced is not None:
+            self._end_replaced(replaced)
         existing = self.tracks.get(key)
         if existing is not None and existing.state == "live":
             self._refuse(conn, rid, RequestErrorCode.UNINTERESTED, "track already has a publisher",
@@ -409,7 +425,21 @@ class Relay:
 
         self.spawn(watch())
 
+    def _end_replaced(self, rt: RelayTrack) -> None:
+        """A newer authorized publisher takes this track over: its subscribers get PUBLISH_DONE, its
+        source (the older PUBLISH or our SUBSCRIBE to the older announcer) is cancelled."""
+        if rt.source is not None:
+            rt.source.listener = None
+            rt.source.close()
+        self._end_track(rt, PublishDoneCode.TRACK_ENDED, "replaced by a newer publisher")
+
     def _announce(self, conn: Connection, rid: int, ns: TrackNamespace) -> None:
+        for old, old_rid in namespace_takeover(self, conn, ns):  # the newer authorized publisher wins
+            self.announced[ns].remove((old, old_rid))
+            old.cancel(old_rid)
+            for rt in [t for t in self.tracks.values() if t.source_conn is old and t.state == "live"
+                       and t.track.namespace[: len(ns)] == ns]:
+                self._end_replaced(rt)
         conn.accept(rid)
         self.announced.setdefault(ns, []).append((conn, rid))
         log.info("namespace_published", namespace=namespace_to_str(ns), peer=conn.transport.peer)

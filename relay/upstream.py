@@ -18,6 +18,7 @@ from moq import api
 from moq.connection import Connection, RequestRejectedError
 from moq.errors import SessionClosedError
 from moq.session import SessionConfig
+from moq.token import redact
 from moq.wire.types import TrackNamespace, namespace_to_str
 
 if TYPE_CHECKING:
@@ -27,10 +28,11 @@ log = structlog.get_logger(__name__)
 
 
 class UpstreamLink:
-    def __init__(self, relay: Relay, url: str, fingerprint: str | None = None) -> None:
+    def __init__(self, relay: Relay, url: str, fingerprint: str | None = None, token: str | None = None) -> None:
         self.relay = relay
         self.url = url
         self.fingerprint = fingerprint
+        self.token = token  # --upstream-token: presented in SETUP (AUTHORIZATION TOKEN)
         self.conn: Connection | None = None
         self.announced: dict[TrackNamespace, int] = {}  # namespace -> PUBLISH_NAMESPACE request id
         self.connected = asyncio.Event()
@@ -41,9 +43,9 @@ class UpstreamLink:
         while True:
             try:
                 conn = await api.connect(self.url, fingerprint=self.fingerprint, handler=self.relay,
-                                         config=SessionConfig(implementation="moq-relay/0.1"))
+                                         config=SessionConfig(implementation="moq-relay/0.1"), token=self.token)
             except (OSError, TimeoutError, SessionClosedError) as exc:
-                log.warning("upstream_unreachable", url=self.url, error=str(exc), retry_s=delay)
+                log.warning("upstream_unreachable", url=redact(self.url), error=str(exc), retry_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
@@ -51,7 +53,7 @@ class UpstreamLink:
             self.conn = conn
             self.relay.add_connection(conn)
             self.connected.set()
-            log.info("upstream_connected", url=self.url, peer=conn.transport.peer)
+            log.info("upstream_connected", url=redact(self.url), peer=conn.transport.peer)
             for ns in sorted(self.relay.local_namespaces()):
                 self.announce(ns)
             try:
@@ -60,7 +62,7 @@ class UpstreamLink:
                 self.conn = None
                 self.announced.clear()
                 self.connected.clear()
-            log.warning("upstream_lost", url=self.url, retry_s=delay)
+            log.warning("upstream_lost", url=redact(self.url), retry_s=delay)
             await asyncio.sleep(delay)
 
     def announce(self, ns: TrackNamespace) -> None:

@@ -11,7 +11,7 @@ import json
 import signal
 import sys
 
-from moq.cli import add_logging_options, add_tls_client_options
+from moq.cli import add_logging_options, add_tls_client_options, add_token_option
 from moq.log import configure_logging
 from moq.media.catalog import CatalogTrack
 from moq.transport.endpoint import parse_url
@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE.mp4",
                    help="record the received audio/video into an MP4 file (no re-encoding; starts at a key frame)")
     add_tls_client_options(p)
+    add_token_option(p)
     add_logging_options(p)
     p.set_defaults(log_level="warning")
     return p
@@ -135,7 +136,7 @@ async def view(args: argparse.Namespace) -> int:
         return EXIT_OUTPUT
     out = Output(args)
     try:
-        conn = await connect(args.url, fingerprint=args.fingerprint, insecure=args.insecure)
+        conn = await connect(args.url, fingerprint=args.fingerprint, insecure=args.insecure, token=args.token)
     except ViewError as exc:
         err(exc.message)
         return exc.code

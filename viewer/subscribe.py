@@ -31,6 +31,7 @@ from moq.errors import MoQError, SessionClosedError
 from moq.media.catalog import CATALOG_TRACK, Catalog, CatalogError, CatalogTrack
 from moq.media.loc import LocProperties
 from moq.session import events as ev
+from moq.token import redact
 from moq.transport.tls import CertificateMismatch
 from moq.wire.data import ObjectStatus
 from moq.wire.types import EMPTY_PARAMETERS, Parameters, TrackNamespace, namespace_from_str
@@ -100,14 +101,14 @@ def kind_of(name: str, entry: CatalogTrack | None) -> str:
     return name if name in DEFAULT_MEDIA else "data"
 
 
-async def connect(url: str, *, fingerprint: str | None, insecure: bool, timeout: float = REQUEST_TIMEOUT
-                  ) -> Connection:
+async def connect(url: str, *, fingerprint: str | None, insecure: bool, timeout: float = REQUEST_TIMEOUT,
+                  token: str | None = None) -> Connection:
     try:
-        return await api.connect(url, fingerprint=fingerprint, insecure=insecure, timeout=timeout)
+        return await api.connect(url, fingerprint=fingerprint, insecure=insecure, timeout=timeout, token=token)
     except CertificateMismatch as exc:
         raise ViewError(EXIT_UNREACHABLE, f"certificate mismatch: {exc}") from None
     except (ConnectionError, TimeoutError, OSError, SessionClosedError, MoQError) as exc:
-        raise ViewError(EXIT_UNREACHABLE, f"cannot reach {url}: {str(exc) or type(exc).__name__}") from None
+        raise ViewError(EXIT_UNREACHABLE, f"cannot reach {redact(url)}: {str(exc) or type(exc).__name__}") from None
 
 
 class TrackReader:

@@ -26,6 +26,7 @@ from aioquic.h3.connection import ErrorCode, H3Connection, ProtocolError
 from aioquic.quic import events as qe
 from aioquic.quic.connection import stream_is_client_initiated, stream_is_unidirectional
 
+from ..token import redact
 from . import aioquic_seam as seam
 from .base import DatagramReceived, SessionClosed, StopSending, StreamData, StreamReset
 from .quic import ConnectionProtocol, SessionBase
@@ -320,7 +321,7 @@ class WebTransportSession(SessionBase):
         status = headers.get(b":status", b"").decode("latin-1")
         if not status.startswith("2"):
             self._conn.fail(
-                ConnectionError(f"WebTransport CONNECT {self.path} rejected with status {status}")
+                ConnectionError(f"WebTransport CONNECT {redact(self.path)} rejected with status {status}")
             )
             self._close_connection("rejected")
             return
@@ -368,7 +369,7 @@ class WebTransportSession(SessionBase):
         self._h3.send_headers(sid, response)
         # Flush the response now: browsers drop datagrams that arrive before it.
         self._conn.transmit()
-        self._log = self._log.bind(path=self.path)
+        self._log = self._log.bind(path=redact(self.path))
         self._log.info("connection_accepted", protocol=self.protocol)
         self._establish()
 

@@ -1,12 +1,14 @@
 // moq web viewer: connects to a MoQ relay over WebTransport (draft-18), reads the MSF
 // catalog, plays the chosen video and audio tracks, keeps live figures in window.moqStats
 // (mirrored as JSON in <pre id="stats">), shows errors on the page and reconnects with
-// backoff.  URL: ?url=https://127.0.0.1:4443/&namespace=live/demo[&fingerprint=HEX][&overlay=1]
+// backoff.  URL: ?url=https://127.0.0.1:4443/&namespace=live/demo[&fingerprint=HEX][&overlay=1][&jwt=TOKEN]
+// (jwt: an authorization token, passed on the WebTransport URL as ?jwt=; never shown on the page)
 
 import { ConnectError, DRAFT, MOQT_PROTOCOL, MoqSession, RequestRejected, hexToBytes } from './moq/session.js';
 import { parseFingerprints } from './moq/fingerprint.js';
 import { utf8 } from './moq/buffer.js';
 import { namespaceFromString } from './moq/types.js';
+import { relayUrlWithToken } from './moq/url.js';
 import { CATALOG_TRACK, chooseTracks, parseCatalog } from './media/catalog.js';
 import { PlayoutClock } from './media/clock.js';
 import { VideoPipeline } from './media/video.js';
@@ -18,6 +20,7 @@ const config = {
   namespace: params.get('namespace') || 'live/demo',
   fingerprint: params.get('fingerprint'),
   fingerprintUrl: params.get('fingerprintUrl') || new URL('/fingerprint', location.href).href,
+  jwt: params.get('jwt'), // authorization token for a relay started with --auth-key
 };
 const PRIORITY = { catalog: 16, audio: 64, video: 128 }; // lower = more important (§ Priorities)
 const CATALOG_TIMEOUT_MS = 10000;
@@ -51,6 +54,10 @@ function shortHash(hex) { return hex ? `${hex.slice(0, 8)}…${hex.slice(-8)}` :
 function describe(e) {
   if (e instanceof RequestRejected && e.notFound) {
     return `namespace "${config.namespace}" not found on the relay: no publisher has announced it (yet)`;
+  }
+  if (e instanceof RequestRejected && [0x1, 0x4, 0x5].includes(e.code)) { // UNAUTHORIZED, MALFORMED/EXPIRED_AUTH_TOKEN
+    return `not authorized to watch "${config.namespace}" (${e.reason || 'no reason'}): `
+      + (config.jwt ? 'the jwt= token does not cover it or has expired' : 'the relay needs a token: add jwt=TOKEN to the page URL');
   }
   return e?.message || String(e);
 }
@@ -147,7 +154,7 @@ async function playOnce() {
   current.fingerprint = await fingerprints();
   let session;
   try {
-    session = await MoqSession.connect(config.relayUrl, { certificateHashes: current.fingerprint.map(hexToBytes) });
+    session = await MoqSession.connect(relayUrlWithToken(config.relayUrl, config.jwt), { certificateHashes: current.fingerprint.map(hexToBytes) });
   } catch (e) {
     if (e instanceof ConnectError && e.kind === 'transport') throw new Error(await transportFailure(e, current.fingerprint));
     throw e;
