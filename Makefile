@@ -9,7 +9,7 @@ IVENV := .venv-interop
 ISTAMP := $(IVENV)/.installed
 MOQRS := moq-rs==0.5.1
 
-.PHONY: setup test web-test browser lint demo bench bench-quick clean
+.PHONY: setup test web-test browser lint demo bench bench-quick fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,6 +41,12 @@ test: setup browser web-test
 
 lint: setup
 	$(BIN)/ruff check .
+
+# Coverage-guided fuzzing of every decoder and the session (fuzz/, Atheris); FUZZ_SECONDS is shared
+# by the targets, run one after another at low priority.  Corpus and crashes: fuzz/corpus, fuzz/artifacts.
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	nice -n 19 $(BIN)/python -m fuzz all --seconds $(FUZZ_SECONDS)
 
 demo: setup
 	$(BIN)/python -m moq.demo

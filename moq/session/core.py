@@ -37,7 +37,7 @@ from . import events as ev
 from .commands import DEFAULT_PUBLISHER_PRIORITY, RequestCommands
 from .dataplane import DataPlane
 from .outbox import Outbox
-from .requests import KIND_OF, Kind, Request, State, prefixes_overlap
+from .requests import KIND_OF, Kind, Request, State, end_before_start, prefixes_overlap
 
 MANDATORY_PROPERTY_RANGE = range(0x4000, 0x8000)
 PRIORITY_CONTROL = (0,)
@@ -315,8 +315,9 @@ class Session(RequestCommands):
         self._emit(event)
 
     def goaway(self, new_session_uri: str = "", timeout_ms: int = 0) -> None:
-        """Tell the peer we will close soon; later peer requests get GOING_AWAY."""
-        if self._control_out is None or self.closed is not None:
+        """Tell the peer we will close soon; later peer requests get GOING_AWAY.  Only the
+        first call sends: a second GOAWAY on the control stream is a PROTOCOL_VIOLATION."""
+        if self._control_out is None or self.closed is not None or self._goaway_sent_id is not None:
             return
         if self.role is Role.CLIENT and new_session_uri:
             raise LocalUsageError("a client's GOAWAY carries no URI")
@@ -456,6 +457,8 @@ class Session(RequestCommands):
                 self._receive_goaway(msg, req)
             elif isinstance(msg, c.RequestUpdate):
                 self._check_peer_request_id(msg.request_id)
+                if req.send_closed:  # we ended the request (PUBLISH_DONE crossed it): no answer possible
+                    continue
                 self._update_owner[msg.request_id] = req
                 req.updates_in_flight.append(msg.request_id)
                 self._emit(ev.RequestUpdateReceived(req.request_id, msg.request_id, msg.parameters))
@@ -502,7 +505,9 @@ class Session(RequestCommands):
             self.data.alias_ready(msg.track_alias)
         elif isinstance(msg, c.FetchOk):
             f = req.message
-            if f.standalone is not None and msg.end_location < f.standalone.start:  # type: ignore[attr-defined]
+            # § FETCH_OK: MUST close the session (a relay never forwards such a FETCH, so a
+            # downstream peer cannot provoke this from a conforming publisher)
+            if f.standalone is not None and end_before_start(f.standalone.start, msg.end_location):  # type: ignore[attr-defined]
                 raise ProtocolViolation("FETCH_OK End Location before the Start Location")
             self._emit(ev.FetchAccepted(rid, msg))
         else:  # REQUEST_OK or PUBLISH_OK

@@ -173,6 +173,8 @@ def parse_subgroup_object_head(
     props = b""
     if has_properties:
         n, p = varint_at(data, p, end)
+        if p > end:  # wait for the length itself (asking for a byte beyond it hangs at a FIN there)
+            return p
         if max_payload is not None and n > max_payload:
             raise StreamResetError(f"object properties of {n} bytes exceed the limit {max_payload}",
                                    StreamResetCode.EXCESSIVE_LOAD)
@@ -381,12 +383,15 @@ class FetchObjectCodec:
     """The prior-object state that fetch serialization flags refer to (§ Flags).
 
     One instance per fetch stream, on each side; `descending` is the FETCH's group order.
+    A decoder's `max_size` bounds an object's payload and properties as on subgroup streams:
+    a larger one raises StreamResetError(EXCESSIVE_LOAD) once its length is read.
     """
 
-    __slots__ = ("descending", "group", "object", "subgroup", "priority", "first")
+    __slots__ = ("descending", "group", "object", "subgroup", "priority", "first", "max_size")
 
-    def __init__(self, descending: bool = False) -> None:
+    def __init__(self, descending: bool = False, max_size: int | None = None) -> None:
         self.descending = descending
+        self.max_size = max_size
         self.group: int | None = None
         self.object: int | None = None
         self.subgroup: int | None = None  # from the last real object (datagram: None)
@@ -523,8 +528,18 @@ class FetchObjectCodec:
             raise ProtocolViolation("fetch object refers to a prior priority that does not exist")
         else:
             prio = self.priority
-        props = r.lp_bytes() if flags & FETCH_PROPERTIES else b""
-        return group, subgroup, obj, prio, props, r.varint()
+        limit = self.max_size
+        props = b""
+        if flags & FETCH_PROPERTIES:
+            n = r.varint()
+            if limit is not None and n > limit:
+                raise StreamResetError(f"object properties of {n} bytes exceed the limit {limit}",
+                                       StreamResetCode.EXCESSIVE_LOAD)
+            props = r.bytes(n)
+        length = r.varint()
+        if limit is not None and length > limit:
+            raise StreamResetError(f"object of {length} bytes exceeds the limit {limit}", StreamResetCode.EXCESSIVE_LOAD)
+        return group, subgroup, obj, prio, props, length
 
 
 def padding_stream_header() -> bytes:

@@ -153,7 +153,7 @@ class UniStreamDecoder(_Held):
         self.header: SubgroupHeader | FetchHeader | None = None
         self.messages: MessageDecoder | None = None
         self.prev_object_id: int | None = None
-        self.fetch_codec = FetchObjectCodec()
+        self.fetch_codec = FetchObjectCodec(max_size=max_payload)
         self.objects = 0
         self._missing = 0  # payload bytes still to come for the object in `_head`
         self._head: tuple = ()

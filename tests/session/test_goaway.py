@@ -98,9 +98,20 @@ def test_any_request_arriving_after_goaway_is_rejected_even_below_the_goaway_id(
 def test_second_goaway_on_the_control_stream_is_a_protocol_violation() -> None:
     p = Pair()
     p.server.goaway("moqt://a/", 0)
+    p.pump()
+    p.inject(p.client, SERVER_CONTROL, c.GoAway(b"moqt://b/", 0, 0).encode())
+    assert close_code(p.client) == 0x3
+
+
+def test_calling_goaway_twice_sends_one_goaway() -> None:
+    """The first GOAWAY stands; a second would be the violation above (found by test_stateful.py)."""
+    p = Pair()
+    p.server.goaway("moqt://a/", 0)
     p.server.goaway("moqt://b/", 0)
     p.pump()
-    assert close_code(p.client) == 0x3
+    assert close_code(p.client) is None and close_code(p.server) is None
+    assert [m for m in decode_messages(p.stream_bytes(p.server, SERVER_CONTROL)) if isinstance(m, c.GoAway)] == [
+        c.GoAway(b"moqt://a/", 0, 0)]
 
 
 def test_client_goaway_with_a_uri_is_a_local_usage_error() -> None:
