@@ -153,6 +153,7 @@ class PublishRun:
         self.conn: Connection | None = None
         self.stopping = asyncio.Event()
         self.exit_code = EXIT_OK
+        self.fatal: str | None = None  # the one-line reason for a non-zero exit, printed after the summary
         self.stats.input = self.source.describe()
 
     # --- connecting ------------------------------------------------------------------------
