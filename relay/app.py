@@ -129,7 +129,7 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None, w
                                 web_root=cfg.web_root or default_web_root(), health=lambda: not stop.is_set())
         hp = http.sockets[0].getsockname()[1]
     if cfg.upstream:
-        relay.start_upstream(cfg.upstream, cfg.upstream_fingerprint, token=auth.upstream_token(cfg))
+        relay.start_upstream(cfg.upstream, cfg.upstream_fingerprint, token=auth.upstream_token(cfg, to_hub=worker is not None and worker.index > 0))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -247,11 +247,12 @@ class Authorizer:
         return refusal
 
     # --- publishing over another session --------------------------------------------------------
-    def upstream_token(self, cfg: RelayConfig, environ: Mapping[str, str] | None = None) -> str | None:
-        """What our --upstream link presents: --upstream-token, else (a --workers worker with
-        authorization on) a token of the supervisor's per-run secret."""
+    def upstream_token(self, cfg: RelayConfig, *, to_hub: bool = False, environ: Mapping[str, str] | None = None
+                       ) -> str | None:
+        """What our --upstream link presents: --upstream-token; but a --workers worker linking to
+        worker 0 (`to_hub`, authorization on) presents a token of the supervisor's per-run secret."""
         env = os.environ if environ is None else environ
-        if cfg.upstream_token:
+        if not to_hub:
             return cfg.upstream_token
         if self.enabled and env.get(ENV_INTERNAL):
             key = tk.Key.secret(env[ENV_INTERNAL].encode(), kid=INTERNAL_KID)

@@ -157,12 +157,20 @@ class WorkerRole:
 
 
 def config_to_json(cfg: RelayConfig) -> dict[str, Any]:
-    return {f.name: str(v) if isinstance(v, Path) else v for f in fields(cfg) for v in [getattr(cfg, f.name)]}
+    def plain(v: Any) -> Any:
+        return str(v) if isinstance(v, Path) else [plain(x) for x in v] if isinstance(v, tuple) else v
+
+    return {f.name: plain(getattr(cfg, f.name)) for f in fields(cfg)}
 
 
 def config_from_json(data: dict[str, Any]) -> RelayConfig:
     kinds = {f.name: f.metadata["kind"] for f in fields(RelayConfig)}
-    return RelayConfig(**{k: Path(v) if kinds[k] == "path" and v is not None else v for k, v in data.items()})
+    def typed(k: str, v: Any) -> Any:
+        if kinds[k] in ("paths", "strs"):  # repeatable options (--auth-key, --public)
+            return tuple(Path(x) if kinds[k] == "paths" else x for x in v)
+        return Path(v) if kinds[k] == "path" and v is not None else v
+
+    return RelayConfig(**{k: typed(k, v) for k, v in data.items()})
 
 
 def worker_main(argv: list[str]) -> int:
@@ -425,6 +433,9 @@ class Supervisor:
 async def supervise(cfg: RelayConfig) -> int:
     """The --workers entry point (relay.app.main): run cfg.worker_count workers until SIGTERM/SIGINT."""
     tag_logs("supervisor")
+    from .auth import ENV_INTERNAL, internal_secret  # with --auth-*: the workers' links to worker 0 authorize
+
+    os.environ.setdefault(ENV_INTERNAL, internal_secret())  # by a per-run secret in their environment
     sup = Supervisor(cfg)
     code = await sup.run()
     return code if sup.clean else 1

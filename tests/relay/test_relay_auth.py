@@ -240,3 +240,28 @@ def test_upstream_link_presents_upstream_token(keys):
             await pconn.aclose()
 
         asyncio.run(main())
+
+
+def test_workers_link_to_the_hub_with_auth_on(keys):
+    """--workers 2 with --auth-key: worker 1's link to worker 0 presents the supervisor's per-run
+    internal token, so namespaces published on worker 1 reach the hub."""
+    accepted = "moq_relay_sessions_accepted_total"
+    with RelayProcess("--workers", "2", "--auth-key", str(keys[1]), "--drain-timeout", "2") as relay:
+        async def main() -> None:
+            token = mint(keys, put=["w"])
+            conns = []
+            before = relay.by_worker(accepted)
+            while len(conns) < 20:
+                _, conn, _ = await publisher(relay, f"w/{len(conns)}", token)
+                conns.append(conn)
+                now = relay.by_worker(accepted)
+                if len(conns) >= 3 and now.get("1", 0) > before.get("1", 0):
+                    break  # at least one publisher landed on worker 1
+            assert relay.by_worker(accepted)["1"] > before["1"], "no session landed on worker 1"
+            await wait_until(lambda: relay.by_worker("moq_relay_namespaces").get("0", 0) >= len(conns), timeout=10,
+                             what="worker 0 learning every namespace, worker 1's over the authorized link")
+            for c in conns:
+                await c.aclose()
+
+        asyncio.run(main())
+        assert "session_unauthorized" not in relay.log_text()
