@@ -156,11 +156,15 @@ class WorkerRole:
         await self.released.wait()
 
 
+ENV_UPSTREAM_TOKEN = "MOQ_RELAY_UPSTREAM_TOKEN"
+
+
 def config_to_json(cfg: RelayConfig) -> dict[str, Any]:
     def plain(v: Any) -> Any:
         return str(v) if isinstance(v, Path) else [plain(x) for x in v] if isinstance(v, tuple) else v
 
-    return {f.name: plain(getattr(cfg, f.name)) for f in fields(cfg)}
+    # a secret stays off the workers' command lines (visible to local users): it goes in their environment
+    return {f.name: plain(getattr(cfg, f.name)) for f in fields(cfg) if f.name != "upstream_token"}
 
 
 def config_from_json(data: dict[str, Any]) -> RelayConfig:
@@ -175,7 +179,7 @@ def config_from_json(data: dict[str, Any]) -> RelayConfig:
 
 def worker_main(argv: list[str]) -> int:
     spec = json.loads(argv[0])
-    cfg = config_from_json(spec["config"])
+    cfg = replace(config_from_json(spec["config"]), upstream_token=os.environ.get(ENV_UPSTREAM_TOKEN) or None)
     configure_logging(cfg.log_format, cfg.log_level)
     tag_logs(str(spec["index"]))
     from .app import serve_relay
@@ -436,6 +440,8 @@ async def supervise(cfg: RelayConfig) -> int:
     from .auth import ENV_INTERNAL, internal_secret  # with --auth-*: the workers' links to worker 0 authorize
 
     os.environ.setdefault(ENV_INTERNAL, internal_secret())  # by a per-run secret in their environment
+    if cfg.upstream_token:  # worker 0's --upstream-token, by environment rather than argv
+        os.environ[ENV_UPSTREAM_TOKEN] = cfg.upstream_token
     sup = Supervisor(cfg)
     code = await sup.run()
     return code if sup.clean else 1

@@ -92,31 +92,35 @@ def test_scopes_public_prefix_request_token_and_web_transport_jwt(relay, keys):
         _, oconn, otrack = await publisher(relay, "open/cam", mint(keys, put=["open"]))
         osub = await anon.subscribe(namespace_from_str("open/cam"), b"video")
 
-        # a browser's token: ?jwt= on the WebTransport URL
+        # a browser's token: ?jwt= on the WebTransport URL (and in the raw-QUIC PATH option)
         web_token = mint(keys, get=["live/demo"])
-        web = await connect_path(relay, f"/?jwt={web_token}")
+        web = await connect_path(relay, "https", f"/?jwt={web_token}")
         wsub = await web.subscribe(ns, b"video")
+        raw_token = mint(keys, get=["live/demo"], exp_in=601)
+        raw = await connect_path(relay, "moqt", f"/moq?x=1&jwt={raw_token}")
+        rsub = await raw.subscribe(ns, b"video")
         await wait_until(lambda: len(track.sinks) == 1 and len(otrack.sinks) == 1, what="subscriptions")
         track.write(0, 1, b"b")
         otrack.write(0, 0, b"o")
         assert [bytes(o.payload) for o in await take(sub2, 1)] == [b"b"]
         assert [bytes(o.payload) for o in await take(wsub, 1)] == [b"b"]
+        assert [bytes(o.payload) for o in await take(rsub, 1)] == [b"b"]
         assert [bytes(o.payload) for o in await take(osub, 1)] == [b"o"]
-        assert not any(c.is_closed for c in (anon, anon2, pconn, viewer, other, oconn, web))
-        for c in (anon, anon2, pconn, viewer, other, oconn, web):
+        assert not any(c.is_closed for c in (anon, anon2, pconn, viewer, other, oconn, web, raw))
+        for c in (anon, anon2, pconn, viewer, other, oconn, web, raw):
             await c.aclose()
         log = relay.log_text()
-        for t in (web_token, own.value.decode()):
+        for t in (web_token, raw_token, own.value.decode()):
             assert t not in log and t.split(".")[2] not in log, "a token reached the log"
         assert relay.metrics()['moq_relay_requests_refused_total{reason="unauthorized"}'] >= 8
 
     asyncio.run(main())
 
 
-async def connect_path(relay, path: str):
+async def connect_path(relay, scheme: str, path: str):
     from moq import api
 
-    return await api.connect(relay.url("https", path), fingerprint=relay.fingerprint)
+    return await api.connect(relay.url(scheme, path), fingerprint=relay.fingerprint)
 
 
 @pytest.mark.parametrize("case", ["tampered", "garbage", "expired", "other_key"])
