@@ -13,26 +13,35 @@ the window closes counts as lost.  CPU figures come from /proc over the same spa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
-from .procs import PYTHON, BenchError, Procs, Relay, cpu_seconds, peak_rss_mb
+from .procs import PYTHON, BenchError, Procs, Relay, cpu_seconds, peak_rss_mb, rss_mb
 
-TAIL = 1.5
+TAIL = 1.0
 #: our relay's /metrics counters reported as rates over the window (objects_in shows a starved ingest)
 RELAY_RATES = ("udp_datagrams_sent", "udp_datagrams_received", "udp_send_calls", "objects_in", "objects_out",
                "dropped_groups")
-#: A moq-rs subscriber costs 50-100 us of CPU per received frame at a steady 1000 B flow (measured here:
-#: about 30 us in the Python side of its bindings, one uniffi future per frame, the rest in its Rust
-#: threads), and several times that while a relay delivers groups late.  A process's Python thread is
-#: one core at most, so no process gets more than FRAMES_PER_PROC frames/s or SUBS_PER_PROC connections.
-FRAMES_PER_PROC = 8000
+#: A moq-rs subscriber costs 50-100 us of CPU per received frame at a steady 1000 B flow through its
+#: public API (measured here: about 30 us in the Python side of its bindings, one uniffi future per
+#: frame, the rest in its Rust threads), and several times that while a relay delivers groups late.
+#: sub.py's fast reader (loadgen/fastread.py) lowers that to about 35-40 us for the subscriptions that
+#: are not latency probes.  A process's Python thread is one core at most, so no process gets more
+#: than FRAMES_PER_PROC frames/s or SUBS_PER_PROC connections.
+FRAMES_PER_PROC = int(os.environ.get("BENCH_FRAMES_PER_PROC", "8000"))
 SUBS_PER_PROC = 50
+#: subscriptions (spread over the processes) that read each frame on arrival and give the latency
+#: figures; the others count objects from buffers read every BATCH_MS (their latency is not reported)
+PROBES = 8
+BATCH_MS = 50
 MAX_PROCS = 8
+PLACE_TRIES = 12  # publisher connections until it lands on a worker whose namespaces reach all workers
 
 
 @dataclass
@@ -48,12 +57,15 @@ class Spec:
     measure: float = 6.0
     workers: int | None = None  # our relay's --workers (None: flag not passed)
     publisher: str = "moq-rs"  # or "ours" (bench/ourpub.py, our library)
+    stalled: int = 0  # extra subscriptions in one process SIGSTOPped for the whole run (not counted)
+    sample_s: float = 0.0  # sample the relay's RSS this often (0: never)
 
     @property
     def label(self) -> str:
         w = f" workers={self.workers}" if self.workers else ""
         p = " (our publisher)" if self.publisher == "ours" else ""
-        return f"N={self.n} x {self.rate:g}/s{w}{p}"
+        st = f" + {self.stalled} stalled, {self.warmup + self.measure + TAIL:g} s" if self.stalled else ""
+        return f"N={self.n} x {self.rate:g}/s{w}{p}{st}"
 
     def window(self) -> tuple[int, int]:
         def edge(t: float) -> int:
@@ -105,8 +117,13 @@ def layout(n: int, rate: float) -> list[int]:
     """Subscriptions per subscriber process."""
     procs = max(math.ceil(n / SUBS_PER_PROC), math.ceil(n * rate / FRAMES_PER_PROC), 1)
     procs = min(procs, n, MAX_PROCS) if n <= SUBS_PER_PROC * MAX_PROCS else math.ceil(n / SUBS_PER_PROC)
-    base, extra = divmod(n, procs)
-    return [base + (1 if i < extra else 0) for i in range(procs)]
+    return spread(n, procs)
+
+
+def spread(n: int, parts: int) -> list[int]:
+    """n items over `parts` as evenly as possible, the larger shares first."""
+    base, extra = divmod(n, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
 def percentile(hist: Counter[int], q: float) -> float | None:
@@ -152,21 +169,40 @@ async def _run(spec: Spec, start_relay: StartRelay, procs: Procs, res: Result) -
     pub_args = [*common, "--rate", str(spec.rate), "--size", str(spec.size), "--first-size", str(spec.first_size),
                 "--per-group", str(spec.per_group), "--max-seconds", str(total + 10),
                 *(["--datagram"] if spec.datagram else [])]
-    if spec.publisher == "ours":
-        pub = await procs.start("publisher (ours)", PYTHON, "-m", "bench.ourpub", *pub_args)
-    else:
-        pub = await procs.loadgen("publisher", "pub.py", *pub_args)
-    await pub.json(30, "ready")
+    tries = 0
+    while True:
+        tries += 1
+        if spec.publisher == "ours":
+            pub = await procs.start("publisher (ours)", PYTHON, "-m", "bench.ourpub", *pub_args)
+        else:
+            pub = await procs.loadgen("publisher", "pub.py", *pub_args)
+        await pub.json(30, "ready")
+        if (spec.workers or 1) < 2 or await announced_everywhere(relay, spec.workers):
+            break
+        if tries == PLACE_TRIES:
+            raise BenchError(f"publisher: namespace not seen by all {spec.workers} workers after {tries} tries")
+        await retire(relay, pub)  # it landed on the hub: a new connection (new source port) hashes anew
+    res.extra["publisher_tries"] = tries
     counts = layout(spec.n, spec.rate)
     res.client_procs = len(counts) + 1
+    probes = spread(min(PROBES, spec.n), len(counts))
     subs = [await procs.loadgen(f"subscribers[{i}]", "sub.py", *common, "--count", str(c), "--s0", str(s0),
-                                "--s1", str(s1), *(["--datagram"] if spec.datagram else []))
-            for i, c in enumerate(counts)]
+                                "--s1", str(s1), *(["--datagram"] if spec.datagram else []),
+                                "--probes", str(p), "--batch-ms", str(BATCH_MS),
+                                *os.environ.get("BENCH_SUB_ARGS", "").split())
+            for i, (c, p) in enumerate(zip(counts, probes))]
     for s, c in zip(subs, counts):
         await s.json(20 + c * 0.3, "ready")
+    stalled = None
+    if spec.stalled:  # subscribed like the others, then SIGSTOPped before the first object: it never reads
+        stalled = await procs.loadgen("stalled subscriber", "sub.py", *common, "--count", str(spec.stalled),
+                                      "--probes", "0")
+        await stalled.json(20 + spec.stalled * 0.3, "ready")
+        os.kill(stalled.pid, signal.SIGSTOP)
     clients = [pub, *subs]
     pub.send("go")
     t0 = (await pub.json(10, "t0"))["t0"]
+    sampler = asyncio.create_task(sample_relay(relay, t0, spec.sample_s, res)) if spec.sample_s else None
     await sleep_until_ns(t0 + int(spec.warmup * 1e9))
     for s in subs:
         s.send("mark")
@@ -177,12 +213,63 @@ async def _run(spec: Spec, start_relay: StartRelay, procs: Procs, res: Result) -
     b = _sample(relay, clients, await relay.metrics())
     res.relay_rss_mb = round(peak_rss_mb(relay.pids()), 1)
     await sleep_until_ns(t0 + int((spec.warmup + window_s + TAIL) * 1e9))
+    if sampler is not None:
+        sampler.cancel()
     for s in subs:
         s.send("stop")
     reports = [await s.json(20, "received") for s in subs]
+    if stalled is not None:
+        stalled.kill()  # SIGKILL ends a stopped process too
     pub.send("stop")
     pub_report = await pub.json(10, "sent")
     _fill(res, spec, s0, s1, a, b, reports, pub_report)
+
+
+async def sample_relay(relay: Relay, t0: int, every: float, res: Result) -> None:
+    """Every `every` seconds from t0: [seconds since t0, relay RSS MiB (VmRSS, all its processes),
+    sessions open (our relay's /metrics, else None)] into res.extra["rss_samples"]."""
+    samples = res.extra.setdefault("rss_samples", [])
+    k = 0
+    while True:
+        await sleep_until_ns(t0 + int(k * every * 1e9))
+        m = await relay.metrics() or {}
+        samples.append([round((time.monotonic_ns() - t0) / 1e9, 1), round(rss_mb(relay.pids()), 1),
+                        m.get("sessions")])
+        k += 1
+
+
+async def announced_everywhere(relay: Relay, workers: int, wait: float = 3.0) -> bool:
+    """Does every worker of our relay know the publisher's namespace (moq_relay_namespaces >= 1)?
+
+    Why: moq-rs subscribers find a broadcast by its announcement (SUBSCRIBE_NAMESPACE), and a worker
+    learns of namespaces only from its own sessions and its children: a worker other than the hub
+    (worker 0) never hears of a namespace published on another worker, so its moq-rs subscribers wait
+    forever.  With 2 workers, a publisher on worker 1 is announced to the hub too, so the harness
+    reconnects the publisher until it lands there (the kernel's 4-tuple hash picks the worker)."""
+    end = time.monotonic() + wait
+    while True:
+        per = await relay.metrics(per_worker=True) or {}
+        seen = [w for w, m in per.items() if w != "" and m.get("namespaces", 0) >= 1]
+        if len(seen) >= workers:
+            return True
+        if time.monotonic() > end:
+            return False
+        await asyncio.sleep(0.1)
+
+
+async def retire(relay: Relay, pub, wait: float = 5.0) -> None:
+    """Close a publisher cleanly and wait until no worker knows its namespace any more: a killed
+    one would stay announced until its QUIC idle timeout, and subscribers would be routed to it."""
+    pub.send("stop")
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(pub.proc.wait(), wait)
+    pub.kill()
+    end = time.monotonic() + wait
+    while time.monotonic() < end:
+        per = await relay.metrics(per_worker=True) or {}
+        if not any(m.get("namespaces", 0) for w, m in per.items() if w):
+            return
+        await asyncio.sleep(0.1)
 
 
 def udp_errors() -> tuple[int, int]:
@@ -233,7 +320,7 @@ def _fill(res: Result, spec: Spec, s0: int, s1: int, a: dict, b: dict, reports: 
             res.relay_pkts = round(sum(m[1] - m[0] for m in marks) / dt)
             res.pkts_source = "subscribers' QUIC stats"
     res.udp_drops = b["udp"][1] - a["udp"][1]
-    res.extra = {"relay_per_s": rates, "udp_in_errors": b["udp"][0] - a["udp"][0], "expected": expected, "received": received, "window": [s0, s1], "published": pub.get("sent"),
+    res.extra = {**res.extra, "relay_per_s": rates, "udp_in_errors": b["udp"][0] - a["udp"][0], "expected": expected, "received": received, "window": [s0, s1], "published": pub.get("sent"),
                  "publisher_behind_ms": pub.get("behind_ms"), "per_sub_min": min(r["per_sub_min"] for r in reports),
                  "subs_py_cpu_s": round(sum(r.get("py_cpu_s", 0) for r in reports), 2),
                  "subs_cpu_s": round(sum(r.get("cpu_s", 0) for r in reports), 2),

@@ -27,6 +27,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 _QUIC = re.compile(r"raw QUIC:\s+moqt://([^\s/]+):(\d+)/")
 _FP = re.compile(r"sha256:\s+([0-9a-fA-F]{64})")
 _METRIC = re.compile(r"moq_relay_(\w+?)(?:_total)?(?:\{[^}]*\})?\s")
+_WORKER = re.compile(r'worker="([^"]*)"')
 
 
 class BenchError(RuntimeError):
@@ -74,6 +75,16 @@ def peak_rss_mb(pids: list[int]) -> float:
         with contextlib.suppress(OSError, AttributeError):
             with open(f"/proc/{pid}/status") as f:
                 total += int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+    return total / 1024
+
+
+def rss_mb(pids: list[int]) -> float:
+    """Sum of VmRSS (resident set now) over the processes, MiB."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, AttributeError):
+            with open(f"/proc/{pid}/status") as f:
+                total += int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
     return total / 1024
 
 
@@ -212,8 +223,9 @@ class Relay:
     def pids(self) -> list[int]:
         return descendants(self.proc.pid)
 
-    async def metrics(self) -> dict[str, float] | None:
-        """Counters from our relay's /metrics (summed over labels and workers); None without one."""
+    async def metrics(self, per_worker: bool = False) -> dict | None:
+        """Counters from our relay's /metrics, summed over labels and workers (per_worker: one such
+        dict per `worker` label, "" without one); None without /metrics."""
         if self.http_port is None:
             return None
         try:
@@ -223,12 +235,26 @@ class Relay:
             writer.close()
         except (OSError, TimeoutError):
             return None
+        by_worker = parse_metrics(body)
+        if per_worker:
+            return by_worker
         out: dict[str, float] = {}
-        for line in body.splitlines():
-            if m := _METRIC.match(line):
-                with contextlib.suppress(ValueError):
-                    out[m.group(1)] = out.get(m.group(1), 0.0) + float(line.rsplit(None, 1)[1])
+        for values in by_worker.values():
+            for k, v in values.items():
+                out[k] = out.get(k, 0.0) + v
         return out
+
+
+def parse_metrics(body: str) -> dict[str, dict[str, float]]:
+    """Prometheus text -> {worker label: {metric: value summed over its other labels}}."""
+    out: dict[str, dict[str, float]] = {}
+    for line in body.splitlines():
+        if m := _METRIC.match(line):
+            with contextlib.suppress(ValueError, IndexError):
+                w = _WORKER.search(m.group(0))
+                d = out.setdefault(w.group(1) if w else "", {})
+                d[m.group(1)] = d.get(m.group(1), 0.0) + float(line.rsplit(None, 1)[1])
+    return out
 
 
 async def start_our_relay(procs: Procs, *flags: str, name: str = "relay") -> Relay:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from .load import Result, Spec, StartRelay, run_load
+from .load import TAIL, Result, Spec, StartRelay, run_load
 from .procs import PYTHON, BenchError, Procs, cpu_seconds, start_our_relay
 
 # draft-evens-moq-bench-00 profiles
@@ -111,3 +111,42 @@ async def ramp(profile: str, counts: list[int], start_relay: StartRelay, relay: 
         stop = f"all counts up to {counts[-1]} clean"
     return results, {"scenario": f"moq-bench {profile}", "relay": relay, "protocol": results[0].protocol
                      if results else protocol, "zero_loss_max": best, "stopped": stop}
+
+
+SOAK = {"n": 10, "rate": 625.0, "warmup": 30.0, "sample_s": 5.0}  # the soak's load and sampling
+
+
+async def soak(seconds: float, start_relay: StartRelay, relay: str, protocol: str) -> tuple[Result, dict]:
+    """N=10 x 625 obj/s for `seconds` with one more subscriber SIGSTOPped for the whole run: is the
+    relay's RSS flat?  RSS (VmRSS) is sampled every 5 s; delivery counts the other subscribers only."""
+    warmup = min(SOAK["warmup"], seconds / 4)
+    spec = Spec("soak", SOAK["n"], SOAK["rate"], warmup=warmup, measure=seconds - warmup - TAIL, stalled=1,
+                sample_s=SOAK["sample_s"])
+    r = await run_load(spec, start_relay, relay, protocol)
+    out = {"scenario": "soak", "relay": relay, "protocol": r.protocol, "load": spec.label, "seconds": seconds,
+           "warmup_s": warmup, "delivered_frac": r.delivered_frac, "lost": r.lost, "p99_ms": r.p99_ms,
+           "relay_cpu_pct": r.relay_cpu_pct, "peak_rss_mb": r.relay_rss_mb, "error": r.error,
+           **rss_summary(r.extra.get("rss_samples", []), warmup)}
+    return r, out
+
+
+def rss_summary(samples: list[list], after: float) -> dict:
+    """RSS at the first sample after warm-up, the largest and the last sample, the least-squares slope
+    (MiB/min) of the samples after warm-up, and when the relay closed the stalled subscriber's session
+    (the first sample with fewer sessions open than the first sample: the others stay connected)."""
+    late = [(t, mb) for t, mb, *_ in samples if t >= after]
+    out: dict = {"rss_start_mb": None, "rss_max_sample_mb": None, "rss_end_mb": None, "slope_mb_per_min": None,
+                 "stalled_closed_s": None, "samples": samples}
+    if late:
+        out.update(rss_start_mb=late[0][1], rss_end_mb=late[-1][1], rss_max_sample_mb=max(mb for _, mb in late))
+    if len(late) >= 3:
+        n = len(late)
+        mt = sum(t for t, _ in late) / n
+        mm = sum(mb for _, mb in late) / n
+        var = sum((t - mt) ** 2 for t, _ in late)
+        if var > 0:
+            out["slope_mb_per_min"] = round(60 * sum((t - mt) * (mb - mm) for t, mb in late) / var, 3)
+    counts = [(s[0], s[2]) for s in samples if len(s) > 2 and s[2] is not None]
+    if counts:
+        out["stalled_closed_s"] = next((t for t, n in counts if n < counts[0][1]), None)
+    return out
