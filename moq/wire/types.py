@@ -171,7 +171,7 @@ class Token:
     alias_type: int
     alias: int | None = None
     token_type: int | None = None
-    value: bytes | None = None
+    value: bytes | None = field(default=None, repr=False)  # a credential: kept out of logs and reprs
 
     def encode(self) -> bytes:
         w = Writer().varint(self.alias_type)
