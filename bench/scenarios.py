@@ -87,28 +87,37 @@ async def glass_to_glass(hops: int, seconds: float = 6.0, warmup: float = 2.0) -
 
 
 async def ramp(profile: str, counts: list[int], start_relay: StartRelay, relay: str, protocol: str,
-               warmup: float, measure: float, deadline: float) -> tuple[list[Result], dict]:
-    """Subscriber counts in increasing order until one loses objects (or the time budget ends):
-    the largest count with zero loss is the profile's figure for this relay."""
+               warmup: float, measure: float, deadline: float, first: int | None = None) -> tuple[list[Result], dict]:
+    """The largest subscriber count in `counts` with zero loss: the profile's figure for this relay.
+
+    Starts at `first` (default: the smallest count) and goes up while a step is clean; if the first
+    step loses objects it goes down instead.  Each figure is thus bracketed by the next count failing
+    (or being the last), in fewer steps than a ramp from the bottom when `first` is a good guess."""
     params = S1 if profile == "S1" else S2
+    counts = sorted(counts)
     results: list[Result] = []
-    best, stop = 0, ""
-    for n in counts:
+    clean: dict[int, bool] = {}
+    i = counts.index(first) if first in counts else 0
+    stop = ""
+    while 0 <= i < len(counts):
         if time.monotonic() > deadline:
             stop = "time budget"
             break
+        n = counts[i]
         r = await run_load(Spec(f"moq-bench {profile}", n, warmup=warmup, measure=measure, **params),
                            start_relay, relay, protocol)
         results.append(r)
-        if r.error:
-            stop = f"N={n}: error"
-            break
-        if r.lost:
-            stop = f"N={n}: {r.lost} lost"
-            break
-        best = n
-    else:
+        clean[n] = not r.error and not r.lost
+        if not clean[n]:
+            stop = f"N={n}: error" if r.error else f"N={n}: {r.lost} lost"
+        step = 1 if clean[n] else -1
+        if (step > 0 and stop) or (step < 0 and any(clean.values())):
+            break  # up after a failure below would retry; down after a clean step is done
+        i += step
+    best = max((n for n, ok in clean.items() if ok), default=0)
+    if not stop and best == counts[-1]:
         stop = f"all counts up to {counts[-1]} clean"
+    results.sort(key=lambda r: r.n)
     return results, {"scenario": f"moq-bench {profile}", "relay": relay, "protocol": results[0].protocol
                      if results else protocol, "zero_loss_max": best, "stopped": stop}
 

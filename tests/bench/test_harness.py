@@ -149,3 +149,28 @@ def test_soak_and_workers_reporting():
     text = report.targets([w2], None, [], [])
     assert "workers=2: ≥ 99% delivered, p99 ≤ 25 ms: MISSED (50.0%" in text and "clients were saturated" in text
     assert "⚠ *clients saturated*" in report.load_table([w2])
+
+
+def test_ramp_goes_up_while_clean_and_down_after_a_failing_start(monkeypatch):
+    import asyncio
+
+    from bench import scenarios
+
+    def run(limit: int, first: int | None, counts=(100, 200, 400, 800)) -> tuple[list[int], dict]:
+        async def fake(spec, *_):
+            return Result(spec.scenario, "ours", "p", spec.label, spec.n, lost=0 if spec.n <= limit else 7)
+
+        monkeypatch.setattr(scenarios, "run_load", fake)
+        results, summary = asyncio.run(scenarios.ramp("S1", list(counts), None, "ours", "p", 1, 3, 1e18, first))
+        return [r.n for r in results], summary
+
+    assert run(200, 200) == ([200, 400], {"scenario": "moq-bench S1", "relay": "ours", "protocol": "p",
+                                          "zero_loss_max": 200, "stopped": "N=400: 7 lost"})
+    steps, summary = run(100, 200)
+    assert steps == [100, 200] and summary["zero_loss_max"] == 100 and summary["stopped"] == "N=200: 7 lost"
+    steps, summary = run(50, 200)
+    assert steps == [100, 200] and summary["zero_loss_max"] == 0
+    steps, summary = run(10**6, 200)
+    assert steps == [200, 400, 800] and summary["stopped"] == "all counts up to 800 clean"
+    steps, summary = run(400, None)
+    assert steps == [100, 200, 400, 800] and summary["zero_loss_max"] == 400
