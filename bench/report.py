@@ -173,11 +173,12 @@ def write(doc: dict, mode: str) -> tuple[Path, Path | None]:
     text = json.dumps(doc, indent=1)
     path.write_text(text)
     (RESULTS / "latest.json").write_text(text)
-    return path, chart(doc["load"], RESULTS / f"bench-{mode}-{stamp}.png")
+    return path, chart(doc["load"], RESULTS / f"bench-{mode}-{stamp}.png", doc.get("soak") or [])
 
 
-def chart(rows: list[dict], path: Path) -> Path | None:
-    """p99 latency and relay CPU (% and µs/object) against offered objects/s, one series per relay."""
+def chart(rows: list[dict], path: Path, soaks: list[dict] = ()) -> Path | None:
+    """p99 latency and relay CPU (% and µs/object) against offered objects/s, one series per relay;
+    and the relay's RSS over the soak."""
     try:
         import matplotlib
 
@@ -187,9 +188,22 @@ def chart(rows: list[dict], path: Path) -> Path | None:
         return None
     good = [r for r in rows if not r.get("error") and r["scenario"] in ("fan-out", "N=100 x 100", "high rate",
                                                                          "workers")]
-    if not good:
+    soaks = [r for r in soaks if r.get("samples")]
+    if not good and not soaks:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    panels = (3 if good else 0) + (1 if soaks else 0)
+    fig, axes = plt.subplots(1, panels, figsize=(5.4 * panels, 4.8), squeeze=False)
+    axes = list(axes[0])
+    if soaks:
+        ax = axes.pop()
+        for r in soaks:
+            ax.plot([t for t, *_ in r["samples"]], [mb for _, mb, *_ in r["samples"]], marker=".",
+                    label=f"{r['relay']} ({r['protocol']})")
+        ax.axvline(soaks[0]["warmup_s"], color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xlabel("seconds into the soak (dashed: end of warm-up)")
+        ax.set_title(f"relay RSS (MiB), {soaks[0]['load']}", fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
     series: dict[str, list[dict]] = {}
     for r in good:
         series.setdefault(f"{r['relay']} ({r['protocol']})" + (f" {r['load'].split()[-1]}" if "workers" in r["load"]
@@ -206,9 +220,10 @@ def chart(rows: list[dict], path: Path) -> Path | None:
         ax.set_title(title)
         ax.set_xscale("log")
         ax.grid(True, alpha=0.3)
-    axes[0].set_yscale("log")
-    axes[2].set_yscale("log")
-    axes[0].legend(fontsize=8)
+    if good:
+        axes[0].set_yscale("log")
+        axes[2].set_yscale("log")
+        axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
