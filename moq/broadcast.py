@@ -14,6 +14,7 @@ from .errors import RequestErrorCode
 from .fanout import SubscriberSink, accept_update, sink_state, subscription_start
 from .model.track import Track
 from .session import events as ev
+from .session.requests import end_before_start
 from .wire import control as c
 from .wire.data import EndOfRange, FetchObject
 from .wire.types import GroupOrder, Location, Parameters, TrackNamespace
@@ -183,6 +184,9 @@ def serve_cached_fetch(conn: Connection, rid: int, track: Track, start: Location
     """Answer a FETCH of [start, end) from the track's cache: FETCH_OK, then the objects on
     one fetch stream in the requested group order (§ Fetch Handling)."""
     largest = track.largest
+    if end_before_start(start, end):  # never echo it: a FETCH_OK End before the Start is fatal to our peer
+        conn.reject(rid, RequestErrorCode.INVALID_RANGE, "End Location before Start Location")
+        return
     if largest is None or start > largest:
         conn.reject(rid, RequestErrorCode.INVALID_RANGE, "nothing published in that range")
         return

@@ -268,12 +268,16 @@ class Connection:
             q = self._namespaces.get(e.request_id)
             if q is not None:
                 q.put_nowait(e)
-        elif isinstance(e, ev.RequestRefused):
-            self.log.info("request_refused", request_id=e.request_id, code=e.error_code, reason=e.reason,
-                          request=type(e.message).__name__)
+        elif isinstance(e, ev.RequestRefused):  # debug: a flood of refusals must not flood the log
+            self.log.debug("request_refused", request_id=e.request_id, code=e.error_code, reason=e.reason,
+                           request=type(e.message).__name__)
             on_refused = getattr(self.handler, "on_refused", None)
             if on_refused is not None:
                 on_refused(self, e)
+        elif isinstance(e, ev.DataStreamRefused):
+            on_stream_refused = getattr(self.handler, "on_stream_refused", None)
+            if on_stream_refused is not None:
+                on_stream_refused(self, e)
         elif isinstance(e, ev.RequestCancelled):
             if self.handler is not None:
                 self.handler.on_cancelled(self, e.request_id, e.error_code)

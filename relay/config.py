@@ -69,9 +69,32 @@ class RelayConfig:
                               "links; a QUIC connection's migration to a new address is not supported "
                               "across workers")
     drain_timeout: float = _opt(5.0, "float", "seconds to drain sessions after SIGTERM/SIGINT before exiting")
+    peer_timeout: float = _opt(10.0, "float", "seconds a peer may stay silent, its PINGs unanswered, before its "
+                               "session is dropped (a killed publisher, viewer or parent relay; QUIC alone waits "
+                               "60 s); 0 leaves it to QUIC")
     max_sessions: int = _opt(10_000, "int", "concurrent sessions; more are refused", "limits")
     max_requests_per_session: int = _opt(1_000, "int", "request ids a peer may use (MAX_REQUEST_ID)", "limits")
     max_subscribers_per_track: int = _opt(10_000, "int", "downstream subscriptions to one track", "limits")
+    max_requests_per_second: int = _opt(100, "int", "new requests (and REQUEST_UPDATEs) one session may make per "
+                                        "second, in bursts of as many; more are refused with EXCESSIVE_LOAD, and "
+                                        "a session refused more than that again is closed", "limits")
+    max_requests_per_second_per_source: int = _opt(500, "int", "the same over all sessions from one IP address",
+                                                   "limits")
+    max_upstream_requests_per_source: int = _opt(32, "int", "requests from one IP address waiting on an upstream "
+                                                 "answer at once (cache misses); more are refused with "
+                                                 "EXCESSIVE_LOAD", "limits")
+    negative_cache_ttl: float = _opt(5.0, "float", "seconds an upstream refusal of a track (DOES_NOT_EXIST, ...) "
+                                     "is remembered and repeated without asking again (0: off); a PUBLISH or "
+                                     "PUBLISH_NAMESPACE covering the track ends it", "limits")
+    max_sessions_per_source: int = _opt(500, "int", "concurrent QUIC connections from one source (an IPv4 address "
+                                         "or an IPv6 /64), handshakes included; more are dropped at their first "
+                                         "packet", "limits")
+    max_handshakes_per_second_per_source: int = _opt(100, "int", "new QUIC handshakes one source may start per "
+                                                      "second (bursts of half that); more are dropped at their "
+                                                      "first packet", "limits")
+    retry: bool = _opt(False, "bool", "answer each new connection's first packet with a QUIC Retry, so a handshake "
+                       "starts only once the client proved its address (costs one round trip)", "limits",
+                       shown="off")
     cache_bytes: int = _opt(256 * MiB, "size", "object cache for all tracks, bytes (0 disables caching)", "limits")
     cache_groups_per_track: int = _opt(4, "int", "latest groups kept per track (0 disables caching)", "limits")
     max_object_size: int = _opt(16 * MiB, "size", "largest object payload accepted, bytes", "limits")
@@ -178,6 +201,8 @@ def _check(name: str, v: Any) -> str | None:
         return f"must be an integer >= 1 or auto, got {v!r}"
     elif name in _CHOICES and v not in _CHOICES[name]:
         return f"unknown {name.replace('_', ' ')} {v!r} (expected {', '.join(_CHOICES[name])})"
+    elif kind == "bool" and not isinstance(v, bool):
+        return f"must be true or false, got {v!r}"
     elif kind in ("int", "size") and (isinstance(v, bool) or not isinstance(v, int) or v < _MIN.get(name, 1)):
         return f"must be an integer >= {_MIN.get(name, 1)}, got {v!r}"
     elif kind == "float" and (isinstance(v, bool) or not isinstance(v, (int, float))
@@ -204,6 +229,15 @@ def _convert(name: str, raw: Any, where: str, toml: bool = False) -> Any:
                 raise ValueError(f"expected a list of strings, got {raw!r}")
             items = [v.strip() for v in items if v.strip()]
             return tuple(Path(v).expanduser() for v in items) if kind == "paths" else tuple(items)
+        if kind == "bool":  # a flag (True), a TOML boolean, or env 1/0, true/false, yes/no, on/off
+            if isinstance(raw, bool):
+                return raw
+            word = raw.strip().lower() if isinstance(raw, str) else None
+            if word in ("1", "true", "yes", "on"):
+                return True
+            if word in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(f"expected true or false, got {raw!r}")
         if kind in ("path", "optstr") and text and raw == "":
             return None  # an empty value switches an optional setting off
         if kind == "path" and text:
@@ -279,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
         if kind in ("paths", "strs"):  # repeatable
             metavar = "PATH" if kind == "paths" else "PREFIX"
             groups[f.metadata["group"]].add_argument(_flag(name), metavar=metavar, action="append",
+                                                     help=f.metadata["help"] + tail)
+            continue
+        if kind == "bool":
+            groups[f.metadata["group"]].add_argument(_flag(name), action="store_const", const=True,
                                                      help=f.metadata["help"] + tail)
             continue
         if name == "upstream_token":

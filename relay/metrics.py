@@ -15,13 +15,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from moq.transport.admission import REASONS as CONNECTION_REFUSAL_REASONS
 from moq.transport.stats import STATS, TransportStats
 
 PREFIX = "moq_relay_"
 
 #: reasons the relay refuses a request or session; the `reason` label of requests_refused
 REFUSAL_REASONS = ("session_limit", "request_limit", "subscriber_limit", "object_too_large", "not_found",
-                   "unauthorized", "draining", "protocol")
+                   "unauthorized", "draining", "protocol",
+                   # relay/guard.py: rate limits per session and per source address, cache misses of one
+                   # source waiting upstream; malformed requests; upstream failures
+                   "request_rate", "source_request_rate", "upstream_pending", "invalid_range", "invalid_request",
+                   "upstream_unavailable", "stream_limit", "request_flood")
 
 
 class RelayMetrics:
@@ -53,6 +58,14 @@ class RelayMetrics:
                                         ("reason",))
         for reason in REFUSAL_REASONS:  # export zeros so rate() and alerts work before the first refusal
             self.requests_refused.labels(reason=reason)
+        # moq.transport.admission: per-source limits checked at a connection's first packet
+        self.connections_refused = counter("connections_refused", "QUIC connections dropped before they became "
+                                           "sessions, by reason (source_sessions, source_handshake_rate: "
+                                           "per-source limits; handshake_timeout).", ("reason",))
+        for reason in CONNECTION_REFUSAL_REASONS:
+            self.connections_refused.labels(reason=reason)
+        self.negative_cache_hits = counter("negative_cache_hits", "Requests refused again from the cache of "
+                                           "upstream refusals (--negative-cache-ttl) without asking upstream.")
         self.upstream_subscriptions = gauge("upstream_subscriptions", "Live tracks fed by a SUBSCRIBE this relay "
                                             "sent (to a publisher, a parent relay or another worker): one per track.")
         self.namespaces = gauge("namespaces", "Namespaces with a live announcer this relay routes to.")

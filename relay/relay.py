@@ -11,23 +11,23 @@ FETCHes; other FETCHes go upstream, identical concurrent ones merged.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 
 import structlog
 
-from moq.broadcast import cache_covers, joining_range, serve_cached_fetch
-from moq.connection import Connection, FetchResult, RequestRejectedError, Subscription
+from moq.connection import Connection, RequestRejectedError, Subscription
 from moq.errors import PublishDoneCode, RequestErrorCode, SessionClosedError, SessionErrorCode, StreamResetCode
 from moq.fanout import SubscriberSink, accept_update, sink_state, subscription_start
 from moq.model.track import Track
 from moq.session import events as ev
 from moq.wire import control as c
-from moq.wire.data import FetchObject
-from moq.wire.types import GroupOrder, Location, Parameters, TrackNamespace, namespace_to_str
+from moq.wire.types import Location, Parameters, TrackNamespace, namespace_to_str
 
 from .auth import AUTH_CLOSE_CODES, Authorizer, namespace_takeover, track_takeover
 from .config import RelayConfig
+from .fetch import FetchRouter, UpstreamFetch
+from .guard import NegativeCache, RefusalLog, RequestLimiter, public_reason, source_of
 from .metrics import RelayMetrics
 from .upstream import UpstreamLink
 
@@ -44,6 +44,9 @@ _REFUSAL = {
     RequestErrorCode.EXPIRED_AUTH_TOKEN: "unauthorized",
     RequestErrorCode.EXCESSIVE_LOAD: "subscriber_limit",
     RequestErrorCode.GOING_AWAY: "draining",
+    RequestErrorCode.INVALID_RANGE: "invalid_range",
+    RequestErrorCode.INVALID_JOINING_REQUEST_ID: "invalid_request",
+    RequestErrorCode.TIMEOUT: "upstream_unavailable",
 }
 _SESSION_REFUSAL = {**_REFUSAL, RequestErrorCode.EXCESSIVE_LOAD: "request_limit"}
 
@@ -87,8 +90,6 @@ class RelayTrack:
             m.bytes_out.inc(sent * size)
 
     def on_stream_end(self, e: ev.DataStreamEnded) -> None:
-        if e.abandoned and e.reset_code == StreamResetCode.EXCESSIVE_LOAD:
-            self.relay.metrics.requests_refused.labels(reason="object_too_large").inc()
         if e.fetch or e.group_id is None or e.subgroup_id is None:
             return
         if e.reset_code is None:
@@ -98,16 +99,6 @@ class RelayTrack:
 
     def on_done(self, stream) -> None:
         self.relay.source_ended(self, stream)
-
-
-@dataclass(eq=False)
-class UpstreamFetch:
-    """One FETCH sent upstream, serving every identical downstream FETCH (merged)."""
-
-    key: tuple
-    waiters: list[tuple[Connection, int]] = field(default_factory=list)
-    objects: list[FetchObject] = field(default_factory=list)
-    ok: c.FetchOk | None = None
 
 
 class Relay:
@@ -121,8 +112,14 @@ class Relay:
         self.ns_subs: dict[Key, tuple[Connection, int, TrackNamespace, set[TrackNamespace]]] = {}
         self.track_subs: dict[Key, tuple[Connection, int, TrackNamespace]] = {}
         self.downstream: dict[Key, RelayTrack] = {}
-        self.fetches: dict[tuple, UpstreamFetch] = {}
+        self.fetcher = FetchRouter(self)
+        self.fetches: dict[tuple, UpstreamFetch] = self.fetcher.inflight
         self.connections: set[Connection] = set()
+        clock = time.monotonic
+        self.limiter = RequestLimiter(config.max_requests_per_second, config.max_requests_per_second_per_source,
+                                      config.max_upstream_requests_per_source, clock)
+        self.negative = NegativeCache(config.negative_cache_ttl, clock)
+        self.refusals = RefusalLog()
         self.upstream: UpstreamLink | None = None
         self.drain_deadline: float | None = None  # loop time at which draining ends
         self._tasks: set[asyncio.Task] = set()
@@ -139,11 +136,38 @@ class Relay:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _refuse(self, conn: Connection, rid: int, code: int, reason: str, what: str) -> None:
-        log.info("request_refused", request=what, request_id=rid, code=int(code), reason=reason,
-                 peer=conn.transport.peer)
-        self.metrics.requests_refused.labels(reason=_REFUSAL.get(code, f"code_{int(code):#x}")).inc()
+    def refuse(self, conn: Connection, rid: int, code: int, reason: str, what: str, metric: str | None = None) -> None:
+        """REQUEST_ERROR for a peer request: counted by `metric` (else by code), logged in the
+        aggregated refusal summary (a debug line each)."""
+        metric = metric or _REFUSAL.get(code, f"code_{int(code):#x}")
+        self.refusals.record(metric, source_of(conn.transport.peer), request=what, request_id=rid, code=int(code),
+                             reason=reason)
+        self.metrics.requests_refused.labels(reason=metric).inc()
         conn.reject(rid, code, reason)
+
+    _refuse = refuse
+
+    def refuse_cached(self, conn: Connection, rid: int, code: int, what: str) -> None:
+        """Refused again from the negative cache (an upstream refusal of this track, seconds ago)."""
+        self.metrics.negative_cache_hits.inc()
+        self.refuse(conn, rid, *public_reason(code), what)
+
+    def refuse_busy(self, conn: Connection, rid: int, what: str) -> None:
+        """Too many of this source's requests are waiting on upstream answers."""
+        self.refuse(conn, rid, RequestErrorCode.EXCESSIVE_LOAD, "too many requests waiting upstream", what,
+                    "upstream_pending")
+
+    def _admit(self, conn: Connection) -> str | None:
+        """None if the peer may make one more request (or update) now, else the refusal reason."""
+        return self.limiter.admit(id(conn), source_of(conn.transport.peer))
+
+    def _strike(self, conn: Connection) -> None:
+        """A rate-limited request: a session that keeps flooding after its refusals is closed."""
+        if self.limiter.strike(id(conn)) and not conn.is_closed:
+            self.metrics.requests_refused.labels(reason="request_flood").inc()
+            log.warning("session_closed_for_flooding", peer=conn.transport.peer,
+                        limit_per_s=self.config.max_requests_per_second)
+            conn.close(SessionErrorCode.INTERNAL_ERROR, "request rate limit exceeded")
 
     def evict(self) -> None:
         """Over the relay-wide cache budget: drop the oldest groups of the largest caches."""
@@ -160,7 +184,7 @@ class Relay:
             del self.tracks[rt.full_name]
             self.cache_total -= rt.track.cache_bytes
 
-    def _route(self, ns: TrackNamespace) -> Connection | None:
+    def route(self, ns: TrackNamespace) -> Connection | None:
         """The publisher of the longest announced namespace that is a prefix of `ns`,
         else the parent relay (if this relay has one)."""
         for n in range(len(ns), -1, -1):
@@ -170,6 +194,8 @@ class Relay:
         if self.upstream is not None and self.upstream.conn is not None and not self.upstream.conn.is_closed:
             return self.upstream.conn
         return None
+
+    _route = route
 
     def _from_parent(self, conn: Connection | None) -> bool:
         return self.upstream is not None and conn is not None and conn is self.upstream.conn
@@ -187,13 +213,20 @@ class Relay:
 
     # --- RequestHandler ------------------------------------------------------------------
     def on_request(self, conn: Connection, event: ev.IncomingRequest) -> None:
+        if conn.is_closed:
+            return
         self.connections.add(conn)
         msg, rid = event.message, event.request_id
+        limited = None if self._from_parent(conn) else self._admit(conn)
+        if limited is not None:  # before any routing or authorization: a flood costs only its sender
+            self.refuse(conn, rid, RequestErrorCode.EXCESSIVE_LOAD, "request rate limit", type(msg).__name__, limited)
+            self._strike(conn)
+            return
         if self.auth.enabled and not self._from_parent(conn):  # the one authorization point, before routing
             refusal = self.auth.check(conn, msg)
             if refusal is not None:
                 if not conn.is_closed:
-                    self._refuse(conn, rid, refusal.code, refusal.reason, type(msg).__name__)
+                    self.refuse(conn, rid, refusal.code, refusal.reason, type(msg).__name__)
                 return
         if isinstance(msg, c.Subscribe):
             self._subscribe(conn, rid, msg)
@@ -212,8 +245,29 @@ class Relay:
 
     def on_update(self, conn: Connection, event: ev.RequestUpdateReceived) -> None:
         key = (id(conn), event.request_id)
+        if not conn.is_live(event.request_id):
+            return
         rt = self.downstream.get(key)
-        accept_update(conn, event, rt.sinks.get(key) if rt else None)
+        limited = None if self._from_parent(conn) else self._admit(conn)
+        if limited is None:
+            accept_update(conn, event, rt.sinks.get(key) if rt else None)
+            return
+        # § REQUEST_UPDATE: a failed update ends its request (PUBLISH_DONE UPDATE_FAILED for a
+        # subscription, the fetch's data stream reset, a namespace request's stream closed)
+        self.metrics.requests_refused.labels(reason=limited).inc()
+        self.refusals.record(limited, source_of(conn.transport.peer), request="request_update",
+                             request_id=event.request_id)
+        conn.session.reject_update(event.update_id, RequestErrorCode.EXCESSIVE_LOAD, "request rate limit")
+        self._strike(conn)
+        if conn.is_closed:
+            return
+        if rt is not None:
+            self.downstream.pop(key, None)
+            self._detach(rt, key)
+            conn.publish_done(event.request_id, PublishDoneCode.UPDATE_FAILED, "request rate limit")
+        else:
+            conn.session.end_request(event.request_id)
+        conn.cancel(event.request_id)
 
     def on_cancelled(self, conn: Connection, request_id: int, error_code: int) -> None:
         key = (id(conn), request_id)
@@ -230,16 +284,28 @@ class Relay:
 
     def on_refused(self, conn: Connection, e: ev.RequestRefused) -> None:
         """The session refused a request by itself (request limit, GOAWAY, ...)."""
-        self.metrics.requests_refused.labels(reason=_SESSION_REFUSAL.get(e.error_code, f"code_{e.error_code:#x}")).inc()
+        reason = _SESSION_REFUSAL.get(e.error_code, f"code_{e.error_code:#x}")
+        self.metrics.requests_refused.labels(reason=reason).inc()
+        self.refusals.record(reason, source_of(conn.transport.peer), request=type(e.message).__name__,
+                             request_id=e.request_id, code=e.error_code)
+
+    def on_stream_refused(self, conn: Connection, e: ev.DataStreamRefused) -> None:
+        """The session stopped reading a data stream that broke a limit (an object over
+        --max-object-size, too much data for unknown aliases)."""
+        reason = "object_too_large" if e.limit == "max_object_size" else "stream_limit"
+        self.metrics.requests_refused.labels(reason=reason).inc()
+        self.refusals.record(reason, source_of(conn.transport.peer), stream_id=e.stream_id,
+                             request_id=e.request_id, detail=e.reason)
 
     def on_closed(self, conn: Connection) -> None:
         closed = conn.closed_info
-        if (closed is not None and not closed.by_peer and closed.error_code not in (0, 0x10)
+        if (closed is not None and not closed.by_peer and closed.error_code not in (0, 0x1, 0x10)
                 and closed.error_code not in AUTH_CLOSE_CODES):  # those count as "unauthorized"
             self.metrics.requests_refused.labels(reason="protocol").inc()
         self.auth.forget(conn)
         self.connections.discard(conn)
         cid = id(conn)
+        self.limiter.forget(cid)
         for key in [k for k in self.downstream if k[0] == cid]:
             self._detach(self.downstream.pop(key), key)
         for key in [k for k in self.ns_subs if k[0] == cid]:
@@ -253,8 +319,7 @@ class Relay:
                 self._namespace_gone(ns)
         for rt in [t for t in self.tracks.values() if t.source_conn is conn]:
             self._end_track(rt, PublishDoneCode.TRACK_ENDED, "publisher disconnected")
-        for fetch in self.fetches.values():
-            fetch.waiters = [w for w in fetch.waiters if w[0] is not conn]
+        self.fetcher.forget(conn)
 
     # --- subscriptions -------------------------------------------------------------------
     def _subscribe(self, conn: Connection, rid: int, msg: c.Subscribe) -> None:
@@ -270,6 +335,10 @@ class Relay:
         if rt is not None:
             rt.waiters.append((conn, rid, msg.parameters))
             return
+        cached = self.negative.get(*key)
+        if cached is not None:
+            self.refuse_cached(conn, rid, cached, what)
+            return
         upstream = self._route(msg.track_namespace)
         if upstream is None:
             self._refuse(conn, rid, RequestErrorCode.DOES_NOT_EXIST, "no publisher for this namespace", what)
@@ -277,21 +346,32 @@ class Relay:
         if upstream is conn:
             self._refuse(conn, rid, RequestErrorCode.DOES_NOT_EXIST, "the track's publisher is this session", what)
             return
+        source = source_of(conn.transport.peer)
+        if not self.limiter.start_upstream(source):
+            self.refuse_busy(conn, rid, what)
+            return
         rt = self.tracks[key] = RelayTrack(self, *key)
         rt.waiters.append((conn, rid, msg.parameters))
         rt.source_conn = upstream
-        self.spawn(self._open_upstream(rt, upstream))
+        self.spawn(self._open_upstream(rt, upstream, source))
 
-    async def _open_upstream(self, rt: RelayTrack, upstream: Connection) -> None:
+    async def _open_upstream(self, rt: RelayTrack, upstream: Connection, source: str) -> None:
         ns, name = rt.full_name
         try:
             sub = await upstream.subscribe(ns, name, listener=rt)
         except RequestRejectedError as exc:
-            self._fail_waiters(rt, exc.code, exc.reason or "refused upstream")
+            log.debug("upstream_refused", request="subscribe", track=_name(ns, name), code=exc.code,
+                      upstream_reason=exc.reason, peer=upstream.transport.peer)
+            self.negative.put(ns, name, exc.code)
+            self._fail_waiters(rt, *public_reason(exc.code))
             return
         except (SessionClosedError, TimeoutError, ConnectionError) as exc:
-            self._fail_waiters(rt, RequestErrorCode.TIMEOUT, f"upstream unavailable: {exc}")
+            log.debug("upstream_failed", request="subscribe", track=_name(ns, name), error=str(exc),
+                      peer=upstream.transport.peer)
+            self._fail_waiters(rt, RequestErrorCode.TIMEOUT, "upstream unavailable")
             return
+        finally:
+            self.limiter.end_upstream(source)
         if self.tracks.get(rt.full_name) is not rt or rt.state != "pending":
             sub.close()
             return
@@ -356,7 +436,10 @@ class Relay:
         done = getattr(stream, "done", None)
         if done is not None:
             self._end_track(rt, done.status_code, done.reason or "track ended")
-        else:
+        else:  # the source's session died: its open subgroups will never end, so they must not look complete
+            for gid, group in list(rt.track.groups.items()):
+                for sg in sorted(group.open_subgroups):
+                    rt.track.reset_subgroup(gid, sg, StreamResetCode.SESSION_CLOSED)
             self._end_track(rt, PublishDoneCode.TRACK_ENDED, "upstream ended")
 
     def _end_track(self, rt: RelayTrack, code: int, reason: str) -> None:
@@ -382,6 +465,7 @@ class Relay:
             self._refuse(conn, rid, RequestErrorCode.UNINTERESTED, "track already has a publisher",
                          f"publish {_name(*key)}")
             return
+        self.negative.clear(*key)
         rt = RelayTrack(self, *key)
         rt.pushed, rt.source_conn, rt.state = True, conn, "live"
         rt.track.properties = msg.track_properties
@@ -440,6 +524,7 @@ class Relay:
             for rt in [t for t in self.tracks.values() if t.source_conn is old and t.state == "live"
                        and t.track.namespace[: len(ns)] == ns]:
                 self._end_replaced(rt)
+        self.negative.clear(ns)
         conn.accept(rid)
         self.announced.setdefault(ns, []).append((conn, rid))
         log.info("namespace_published", namespace=namespace_to_str(ns), peer=conn.transport.peer)
@@ -489,77 +574,7 @@ class Relay:
 
     # --- fetch and track status ---------------------------------------------------------------
     def _fetch(self, conn: Connection, rid: int, msg: c.Fetch) -> None:
-        descending = msg.parameters.group_order == GroupOrder.DESCENDING
-        if msg.standalone is not None:
-            s = msg.standalone
-            key, start, end = (s.track_namespace, s.track_name), s.start, s.end
-            rt = self.tracks.get(key)
-        else:
-            rt = self.downstream.get((id(conn), msg.joining.joining_request_id))  # type: ignore[union-attr]
-            sink = rt.sinks.get((id(conn), msg.joining.joining_request_id)) if rt else None  # type: ignore[union-attr]
-            if rt is None or sink is None:
-                self._refuse(conn, rid, RequestErrorCode.INVALID_JOINING_REQUEST_ID, "not a subscription", "fetch")
-                return
-            if sink.joining is None:
-                self._refuse(conn, rid, RequestErrorCode.INVALID_RANGE, "no objects published yet", "fetch")
-                return
-            key = rt.full_name
-            start, end = joining_range(msg, sink.joining)
-        if rt is not None and cache_covers(rt.track, start):
-            serve_cached_fetch(conn, rid, rt.track, start, end, descending)
-            return
-        upstream = rt.source_conn if rt is not None and rt.source_conn is not None else self._route(key[0])
-        if upstream is None or upstream is conn:
-            self._refuse(conn, rid, RequestErrorCode.DOES_NOT_EXIST, "no publisher for this track", "fetch")
-            return
-        fkey = (key, start, end, descending)
-        fetch = self.fetches.get(fkey)
-        if fetch is not None:  # merge with the identical fetch in flight
-            fetch.waiters.append((conn, rid))
-            if fetch.ok is not None:
-                self._start_fetch_answer(conn, rid, fetch)
-            return
-        fetch = self.fetches[fkey] = UpstreamFetch(fkey, [(conn, rid)])
-        self.spawn(self._run_fetch(upstream, fetch, msg.parameters.group_order))
-
-    def _start_fetch_answer(self, conn: Connection, rid: int, fetch: UpstreamFetch) -> None:
-        ok = fetch.ok
-        conn.accept_fetch(rid, ok.end_location, end_of_track=ok.end_of_track,  # type: ignore[union-attr]
-                          track_properties=ok.track_properties)  # type: ignore[union-attr]
-        for obj in fetch.objects:
-            conn.send_fetch_object(rid, obj)
-
-    async def _run_fetch(self, upstream: Connection, fetch: UpstreamFetch, order: int | None) -> None:
-        (ns, name), start, end, _ = fetch.key
-        try:
-            try:
-                res: FetchResult = await upstream.fetch(ns, name, start, end, Parameters(group_order=order))
-            except RequestRejectedError as exc:
-                for conn, rid in fetch.waiters:
-                    if conn.is_live(rid):
-                        self._refuse(conn, rid, exc.code, exc.reason, "fetch")
-                return
-            except (SessionClosedError, TimeoutError, ConnectionError) as exc:
-                for conn, rid in fetch.waiters:
-                    if conn.is_live(rid):
-                        self._refuse(conn, rid, RequestErrorCode.TIMEOUT, f"upstream unavailable: {exc}", "fetch")
-                return
-            fetch.ok = c.FetchOk(res.end_of_track, res.end_location or end)
-            for conn, rid in fetch.waiters:
-                self._start_fetch_answer(conn, rid, fetch)
-            async for obj in res:
-                item = FetchObject(obj.group_id, obj.subgroup_id, obj.object_id, obj.publisher_priority,
-                                   obj.payload, obj.properties)
-                fetch.objects.append(item)
-                for conn, rid in fetch.waiters:
-                    conn.send_fetch_object(rid, item)
-            for conn, rid in fetch.waiters:
-                conn.end_fetch(rid)
-        except (SessionClosedError, ConnectionError):
-            for conn, rid in fetch.waiters:
-                conn.cancel(rid)
-        finally:
-            self.fetches.pop(fetch.key, None)
+        self.fetcher.handle(conn, rid, msg)
 
     def _track_status(self, conn: Connection, rid: int, msg: c.TrackStatus) -> None:
         key = (msg.track_namespace, msg.track_name)
@@ -567,20 +582,36 @@ class Relay:
         if rt is not None and rt.state == "live":
             conn.accept(rid, Parameters(largest_object=rt.track.largest), rt.track.properties)
             return
+        cached = self.negative.get(*key)
+        if cached is not None:
+            self.refuse_cached(conn, rid, cached, "track_status")
+            return
         upstream = self._route(msg.track_namespace)
         if upstream is None or upstream is conn:
             self._refuse(conn, rid, RequestErrorCode.DOES_NOT_EXIST, "no publisher for this track", "track_status")
+            return
+        source = source_of(conn.transport.peer)
+        if not self.limiter.start_upstream(source):
+            self.refuse_busy(conn, rid, "track_status")
             return
 
         async def ask() -> None:
             try:
                 ok = await upstream.track_status(*key)
             except RequestRejectedError as exc:
-                self._refuse(conn, rid, exc.code, exc.reason, "track_status")
+                log.debug("upstream_refused", request="track_status", track=_name(*key), code=exc.code,
+                          upstream_reason=exc.reason, peer=upstream.transport.peer)
+                self.negative.put(*key, exc.code)
+                if conn.is_live(rid):
+                    self._refuse(conn, rid, *public_reason(exc.code), "track_status")
                 return
             except (SessionClosedError, TimeoutError, ConnectionError) as exc:
-                self._refuse(conn, rid, RequestErrorCode.TIMEOUT, f"upstream unavailable: {exc}", "track_status")
+                log.debug("upstream_failed", request="track_status", error=str(exc), peer=upstream.transport.peer)
+                if conn.is_live(rid):
+                    self._refuse(conn, rid, RequestErrorCode.TIMEOUT, "upstream unavailable", "track_status")
                 return
+            finally:
+                self.limiter.end_upstream(source)
             if conn.is_live(rid):
                 conn.accept(rid, Parameters(largest_object=ok.parameters.largest_object), ok.track_properties)
 
@@ -588,6 +619,8 @@ class Relay:
 
     # --- shutdown ----------------------------------------------------------------------------
     def add_connection(self, conn: Connection) -> None:
+        if conn.is_closed:  # it ended in the loop turn that completed SETUP: on_closed has run already
+            return
         self.connections.add(conn)
         self.metrics.sessions_total.inc()
         if self.drain_deadline is not None:  # arrived while draining: tell it to go at once

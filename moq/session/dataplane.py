@@ -159,9 +159,16 @@ class DataPlane:
             items = st.decoder.feed(data, fin)
         except StreamResetError as exc:
             self._abandon(sid, exc.code)
-            if st.req is not None and isinstance(st.header, SubgroupHeader):
+            header = st.header or st.decoder.header  # the header may have come in this same chunk
+            req = st.req
+            if req is None and isinstance(header, SubgroupHeader):
+                req = self._aliases.get(header.track_alias)
+            self._emit(ev.DataStreamRefused(sid, req.request_id if req is not None else None, exc.code,
+                                            exc.reason or "stream refused"))
+            if req is not None and isinstance(header, SubgroupHeader):
+                subgroup = st.subgroup_id if st.header is not None else header.subgroup_id
                 self._emit(ev.DataStreamEnded(
-                    st.req.request_id, sid, st.header.group_id, st.subgroup_id, exc.code, abandoned=True))
+                    req.request_id, sid, header.group_id, subgroup, exc.code, abandoned=True))
             return
         st.fin = st.fin or fin
         if st.header is None and items:
@@ -225,6 +232,9 @@ class DataPlane:
             self._held_bytes += size
             if self._held_bytes > self.config.max_alias_wait_bytes:
                 self._abandon(sid, StreamResetCode.EXCESSIVE_LOAD)
+                self._emit(ev.DataStreamRefused(sid, None, StreamResetCode.EXCESSIVE_LOAD,
+                                                "too much data held for unknown track aliases",
+                                                "max_alias_wait_bytes"))
             return
         rid = req.request_id
         emit = self._emit

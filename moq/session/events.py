@@ -267,9 +267,22 @@ class DataStreamEnded:
     abandoned: bool = False  # we stopped reading it (e.g. an object over max_object_size)
 
 
+@dataclass(frozen=True, slots=True)
+class DataStreamRefused:
+    """We stopped reading one of the peer's data streams (STOP_SENDING `error_code`) because
+    it broke a limit, e.g. an object over max_object_size; for logs and metrics, whether or
+    not the stream's request is known (its first object may be the oversized one)."""
+
+    stream_id: int
+    request_id: int | None
+    error_code: int
+    reason: str
+    limit: str = "max_object_size"  # the SessionConfig limit it broke
+
+
 Event = (
     SetupCompleted | SessionTerminated | GoawayReceived | IncomingRequest | RequestRefused | RequestUpdateReceived
     | RequestCancelled | SubscribeAccepted | FetchAccepted | RequestAccepted | RequestRejected | RequestEnded
     | PublishDoneReceived | NamespaceReceived | NamespaceDoneReceived | PublishBlockedReceived | ObjectReceived
-    | DataStreamEnded
+    | DataStreamEnded | DataStreamRefused
 )

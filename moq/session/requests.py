@@ -135,6 +135,16 @@ class Request:
         return LATER_FROM_REQUESTER[self.kind]
 
 
+def end_before_start(start: Location, end: Location) -> bool:
+    """A FETCH (or FETCH_OK) End Location that is smaller than its Start Location (§ FETCH:
+    "End Location MUST specify the same or a larger Location"; § FETCH_OK: the receiver
+    closes the session).  End {g, 0} means all of group g, so it only precedes a Start in
+    a later group: {5, 0} after Start {5, 3} is the rest of group 5, a valid range."""
+    if end.object == 0:
+        return end.group < start.group
+    return end < start
+
+
 def prefixes_overlap(a: TrackNamespace, b: TrackNamespace) -> bool:
     n = min(len(a), len(b))
     return a[:n] == b[:n]
