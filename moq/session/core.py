@@ -37,7 +37,7 @@ from . import events as ev
 from .commands import DEFAULT_PUBLISHER_PRIORITY, RequestCommands
 from .dataplane import DataPlane
 from .outbox import Outbox
-from .requests import KIND_OF, Kind, Request, State, prefixes_overlap
+from .requests import KIND_OF, Kind, Request, State, end_before_start, prefixes_overlap
 
 MANDATORY_PROPERTY_RANGE = range(0x4000, 0x8000)
 PRIORITY_CONTROL = (0,)
@@ -505,7 +505,9 @@ class Session(RequestCommands):
             self.data.alias_ready(msg.track_alias)
         elif isinstance(msg, c.FetchOk):
             f = req.message
-            if f.standalone is not None and msg.end_location < f.standalone.start:  # type: ignore[attr-defined]
+            # § FETCH_OK: MUST close the session (a relay never forwards such a FETCH, so a
+            # downstream peer cannot provoke this from a conforming publisher)
+            if f.standalone is not None and end_before_start(f.standalone.start, msg.end_location):  # type: ignore[attr-defined]
                 raise ProtocolViolation("FETCH_OK End Location before the Start Location")
             self._emit(ev.FetchAccepted(rid, msg))
         else:  # REQUEST_OK or PUBLISH_OK
