@@ -28,6 +28,7 @@ from moq.transport.tls import ServerCredentials
 from .auth import Authorizer
 from .config import ConfigError, RelayConfig, build_parser, load_config
 from .http import start_http
+from .liveness import PeerWatch
 from .metrics import RelayMetrics
 from .relay import Relay
 from .state import Rotation, StateError, fingerprint_document, load_credentials
@@ -128,8 +129,16 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None, w
         http = await start_http(hh, hp, fingerprint=fingerprint, metrics=metrics,
                                 web_root=cfg.web_root or default_web_root(), health=lambda: not stop.is_set())
         hp = http.sockets[0].getsockname()[1]
+    watch = asyncio.create_task(PeerWatch(relay, cfg.peer_timeout, metrics).run()) if cfg.peer_timeout else None
     if cfg.upstream:
         relay.start_upstream(cfg.upstream, cfg.upstream_fingerprint, token=auth.upstream_token(cfg, to_hub=worker is not None and worker.index > 0))
+        link = relay.upstream
+
+        async def stop_if_upstream_gives_up() -> None:  # a pinned parent changed certificate: exit 3
+            await link.gave_up.wait()
+            stop.set()
+
+        relay.spawn(stop_if_upstream_gives_up())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -155,10 +164,15 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None, w
     if ready is not None:
         ready.set()
     try:
-        return await _drain(cfg, relay, [server, http], stop, None)
+        code = await _drain(cfg, relay, [server, http], stop, None)
+        if relay.upstream is not None and relay.upstream.failure:
+            print(f"moq-relay: {relay.upstream.failure}", file=sys.stderr, flush=True)
+            return 3
+        return code
     finally:
-        if rotation is not None:
-            rotating.cancel()
+        for task in (rotating if rotation is not None else None, watch):
+            if task is not None:
+                task.cancel()
 
 
 async def _drain(cfg: RelayConfig, relay: Relay, servers: list, stop: asyncio.Event, worker: WorkerRole | None

@@ -1,5 +1,12 @@
 """The link from this relay to its parent relay: how operators chain relays into a tree.
 
+The link reconnects with backoff while the parent is away (a parent killed without closing is
+noticed by the relay's peer watch, relay/liveness.py), says so in its log (upstream_lost,
+upstream_unreachable, upstream_connected) and in /metrics (moq_relay_upstream_connected 0/1,
+moq_relay_upstream_reconnects_total).  A parent whose certificate no longer matches
+--upstream-fingerprint is retried for CERT_GRACE seconds; then the link gives up (`failure`)
+and the relay exits with code 3, since no retry can fix a pin.
+
 The link is an ordinary client session on which this relay is both publisher and
 subscriber (DESIGN.md, Relay tree).  Namespaces announced *locally* (by publishers or
 child relays connected to us) are announced upstream; subscriptions to namespaces not
@@ -13,18 +20,24 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import structlog
+from prometheus_client import Counter, Gauge
 
 from moq import api
 from moq.connection import Connection, RequestRejectedError
 from moq.errors import SessionClosedError
 from moq.session import SessionConfig
 from moq.token import redact
+from moq.transport.tls import CertificateMismatch, CertificateUntrusted
 from moq.wire.types import TrackNamespace, namespace_to_str
+
+from .metrics import PREFIX
 
 if TYPE_CHECKING:
     from .relay import Relay
 
 log = structlog.get_logger(__name__)
+
+CERT_GRACE = 10.0  # seconds of certificate errors before the link gives up
 
 
 class UpstreamLink:
@@ -36,23 +49,53 @@ class UpstreamLink:
         self.conn: Connection | None = None
         self.announced: dict[TrackNamespace, int] = {}  # namespace -> PUBLISH_NAMESPACE request id
         self.connected = asyncio.Event()
+        self.failure: str | None = None  # why the link gave up (a certificate that no retry can fix)
+        self.gave_up = asyncio.Event()
+        registry = relay.metrics.registry
+        self.up_gauge = Gauge(PREFIX + "upstream_connected", "1 while the --upstream link to the parent relay is "
+                              "connected, else 0.", registry=registry)
+        self.reconnects = Counter(PREFIX + "upstream_reconnects", "Times the --upstream link was re-established "
+                                  "after losing the parent relay.", registry=registry)
 
     async def run(self) -> None:
-        """Stay connected (exponential backoff between attempts) until cancelled."""
+        """Stay connected (exponential backoff between attempts) until cancelled or given up."""
         delay = 0.5
+        cert_since: float | None = None
+        ever = False
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 conn = await api.connect(self.url, fingerprint=self.fingerprint, handler=self.relay,
                                          config=SessionConfig(implementation="moq-relay/0.1"), token=self.token)
+            except (CertificateMismatch, CertificateUntrusted) as exc:
+                cert_since = loop.time() if cert_since is None else cert_since
+                if loop.time() - cert_since + delay > CERT_GRACE:
+                    self.failure = (f"the parent relay at {redact(self.url)} "
+                                    + (f"presents certificate sha256 {exc.got}, not --upstream-fingerprint "
+                                       f"{exc.expected}" if isinstance(exc, CertificateMismatch) else
+                                       f"has an untrusted certificate ({exc}); give --upstream-fingerprint")
+                                    + f"; gave up after {loop.time() - cert_since:.0f} s")
+                    log.error("upstream_given_up", url=redact(self.url), error=str(exc))
+                    self.gave_up.set()
+                    return
+                log.error("upstream_certificate_error", url=redact(self.url), error=str(exc), retry_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
             except (OSError, TimeoutError, SessionClosedError) as exc:
+                cert_since = None
                 log.warning("upstream_unreachable", url=redact(self.url), error=str(exc), retry_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
-            delay = 0.5
+            delay, cert_since = 0.5, None
             self.conn = conn
             self.relay.add_connection(conn)
             self.connected.set()
+            self.up_gauge.set(1)
+            if ever:
+                self.reconnects.inc()
+            ever = True
             log.info("upstream_connected", url=redact(self.url), peer=conn.transport.peer)
             for ns in sorted(self.relay.local_namespaces()):
                 self.announce(ns)
@@ -62,6 +105,7 @@ class UpstreamLink:
                 self.conn = None
                 self.announced.clear()
                 self.connected.clear()
+                self.up_gauge.set(0)
             log.warning("upstream_lost", url=redact(self.url), retry_s=delay)
             await asyncio.sleep(delay)
 

@@ -19,7 +19,7 @@ from moq.transport.loop import run
 
 from .mp4 import MediaInfo, Mp4Writer
 from .stats import format_bitrate
-from .subscribe import EXIT_NO_DATA, EXIT_OK, Received, Viewer, ViewError, ViewResult, connect
+from .subscribe import EXIT_NO_DATA, EXIT_OK, Received, Viewer, ViewError, ViewResult, connect, reconnect
 
 EXIT_OUTPUT = 1
 EXIT_INTERRUPTED = 130
@@ -42,7 +42,9 @@ exit status:
   0  data received for the whole duration (or until the tracks ended, without --duration, or Ctrl-C)
   1  the --output file could not be written
   2  bad command line
-  3  cannot reach the relay, TLS certificate mismatch, or no answer from it
+  3  cannot reach the relay, its TLS certificate is untrusted or not the --fingerprint one, no answer
+     from it, or it went away and did not come back within 30 s (a lost session is resumed:
+     GOAWAY, a restart or a silent relay lead to reconnecting with backoff and subscribing again)
   4  unknown namespace or track (the subscription was refused)
   5  no or insufficient data: nothing received, a track ended before --duration was over,
      a media track stalled, or no video key frame to start the recording
@@ -164,6 +166,12 @@ async def view(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
         starting.result()  # raises ViewError
         result = await viewer.run(args.duration, stop)
+        deadline = None if args.duration is None else viewer.t0 + args.duration
+        while viewer.lost is not None and not stop.is_set():  # the relay restarted or vanished: go back
+            if not await reconnect(viewer, args.url, stop, deadline, err, fingerprint=args.fingerprint,
+                                   insecure=args.insecure, token=args.token):
+                break
+            result = await viewer.run(args.duration, stop)
     except ViewError as exc:
         err(exc.message)
         return exc.code

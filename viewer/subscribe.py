@@ -32,7 +32,7 @@ from moq.media.catalog import CATALOG_TRACK, Catalog, CatalogError, CatalogTrack
 from moq.media.loc import LocProperties
 from moq.session import events as ev
 from moq.token import redact
-from moq.transport.tls import CertificateMismatch
+from moq.transport.tls import CertificateMismatch, CertificateUntrusted
 from moq.wire.data import ObjectStatus
 from moq.wire.types import EMPTY_PARAMETERS, Parameters, TrackNamespace, namespace_from_str
 
@@ -50,6 +50,11 @@ CATALOG_WAIT = 5.0  # seconds to wait for the first catalog with --track all
 STALL = 2.0  # a media track silent this long at the end did not deliver "for the whole duration"
 END_SLACK = 0.5  # a track ending this close to the end of the duration ended on time
 REQUEST_TIMEOUT = 10.0
+BACKOFF_START, BACKOFF_MAX = 0.5, 4.0  # between reconnection attempts
+RECONNECT_FOR = 30.0  # a relay that stays away this long ends the run (exit 3)
+CERT_GRACE = 10.0  # a relay whose certificate stopped matching is retried this long
+WATCH_INTERVAL = 1.0  # seconds between checks of the session (GOAWAY, closed, PING unanswered)
+DEAD_AFTER = 4.0  # no acknowledgement from the relay for this long: it is gone
 # MSF § Catalog: the catalog subscription SHOULD have a higher subscriber priority (lower value) than media
 CATALOG_PARAMETERS = Parameters(subscriber_priority=0)
 
@@ -64,6 +69,10 @@ class ViewError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class CertificateError(ViewError):
+    """The relay's certificate is untrusted or not the pinned one: retrying cannot fix it."""
 
 
 @dataclass(slots=True)
@@ -106,7 +115,13 @@ async def connect(url: str, *, fingerprint: str | None, insecure: bool, timeout:
     try:
         return await api.connect(url, fingerprint=fingerprint, insecure=insecure, timeout=timeout, token=token)
     except CertificateMismatch as exc:
-        raise ViewError(EXIT_UNREACHABLE, f"certificate mismatch: {exc}") from None
+        raise CertificateError(EXIT_UNREACHABLE, f"the relay at {url} presents certificate sha256 {exc.got}, not the pinned "
+                        f"--fingerprint {exc.expected} (a relay keeps its dev certificate across restarts only "
+                        "with the same --state-dir; or pin the fingerprint it prints now)") from None
+    except CertificateUntrusted as exc:
+        reason = str(exc).rsplit(": ", 1)[-1].rstrip(")") if "(code 0x" in str(exc) else str(exc)
+        raise CertificateError(EXIT_UNREACHABLE, f"the relay at {url} has an untrusted TLS certificate ({reason}): trust it "
+                        "with --fingerprint HEX, as the relay prints it, or --insecure for development") from None
     except (ConnectionError, TimeoutError, OSError, SessionClosedError, MoQError) as exc:
         raise ViewError(EXIT_UNREACHABLE, f"cannot reach {redact(url)}: {str(exc) or type(exc).__name__}") from None
 
@@ -279,6 +294,8 @@ class Viewer:
         self._openers: set[asyncio.Task] = set()
         self._tried: set[str] = set()
         self._started = False
+        self.lost: str | None = None  # why the session was lost (GOAWAY, closed, silent): reconnect
+        self.reconnects = 0
 
     # --- setting up -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -354,6 +371,7 @@ class Viewer:
         ns = namespace_from_str(namespace) if namespace else self.namespace
         if join is None:
             join = kind == "video" and self.join_video
+        known = name in self.stats.tracks  # subscribed before a reconnect: keep its statistics and recording
         reader = TrackReader(self, name, ns, kind, visible=visible, join=join)
         self.readers[name] = reader
         media = visible and kind in ("video", "audio")
@@ -363,10 +381,10 @@ class Viewer:
             await reader.open()
         except (RequestRejectedError, TimeoutError, SessionClosedError) as exc:
             self.readers.pop(name, None)
-            if reader.stats is not None:
+            if reader.stats is not None and not known:
                 self.stats.tracks.pop(name, None)
             reader.close()
-            if media and self.on_track_failed is not None:
+            if media and self.on_track_failed is not None and not known:
                 self.on_track_failed(name)
             what = f"{self.namespace_str}/{name}"
             if isinstance(exc, RequestRejectedError):
@@ -447,12 +465,71 @@ class Viewer:
         media = [r for r in visible if r.kind in ("video", "audio")] or visible
         return bool(media) and all(r.ended_at is not None for r in media)
 
+    def _check_session(self, live: list[float]) -> None:
+        """Set `lost` when the relay sent GOAWAY, closed the session or stopped answering (a killed
+        relay sends nothing: QUIC alone would wait for its idle timeout)."""
+        conn = self.conn
+        if self.lost is not None:
+            return
+        if conn.is_closed:
+            self.lost = "the relay closed the session"
+        elif conn.goaway is not None:
+            self.lost = "the relay is going away (GOAWAY)"
+        else:
+            probes = getattr(conn.transport, "unanswered_probes", None)
+            if probes is None:
+                return
+            now = time.monotonic()
+            if probes() == 0:
+                live[0] = now
+            conn.transport.ping()
+            if now - live[0] > DEAD_AFTER:
+                self.lost = f"no answer from the relay for {DEAD_AFTER:g} s"
+                abandon = getattr(conn.transport, "abandon", None)
+                if abandon is not None:
+                    abandon("relay unresponsive")
+        if self.lost is not None:
+            self._changed.set()
+
+    async def _watch(self) -> None:
+        live = [time.monotonic()]
+        while self.lost is None:
+            self._check_session(live)
+            await asyncio.sleep(WATCH_INTERVAL)
+
+    async def resume(self, conn: Connection) -> None:
+        """Subscribe again on a new session after `lost`: the same tracks, the same statistics
+        (groups missed while away count as gaps).  ViewError as from start()."""
+        old = [r for r in self.readers.values()]
+        self.closing = True  # the old readers' ends are not the tracks' ends
+        for r in old:
+            r.close()
+            if r.task is not None:
+                r.task.cancel()
+        await asyncio.gather(*(r.task for r in old if r.task is not None), return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.conn.aclose(), 1.0)
+        self.closing = False
+        self.conn, self.lost = conn, None
+        self.readers.clear()
+        self._tried.clear()
+        self._started = False
+        if self._first_catalog.done():
+            self._first_catalog = asyncio.get_running_loop().create_future()
+        t0 = self.t0
+        try:
+            await self.start()
+        finally:
+            self.t0 = t0  # the duration still counts from the first start
+        self.reconnects += 1
+
     async def run(self, duration: float | None, stop: asyncio.Event) -> ViewResult:
         deadline = None if duration is None else self.t0 + duration
         stopper = asyncio.create_task(stop.wait())
+        watcher = asyncio.create_task(self._watch())
         interrupted = False
         try:
-            while not self._finished():
+            while not self._finished() and self.lost is None:
                 if stop.is_set():
                     interrupted = True
                     break
@@ -467,6 +544,12 @@ class Viewer:
                     changed.cancel()
         finally:
             stopper.cancel()
+            watcher.cancel()
+        if not interrupted and self._finished():  # the tracks "ended" because the session went away?
+            self._check_session([time.monotonic()])
+            if self.lost is None and any(r.failed and r.end_reason and r.end_reason.startswith("connection lost")
+                                         for r in self.readers.values()):
+                self.lost = "the connection was lost"
         return ViewResult(self.t0, time.monotonic(), interrupted, duration, self.stats, list(self.readers.values()))
 
     async def close(self) -> None:
@@ -484,5 +567,46 @@ class Viewer:
             await asyncio.wait_for(self.conn.aclose(), 2.0)
 
 
+async def reconnect(viewer: Viewer, url: str, stop: asyncio.Event, deadline: float | None,
+                    on_message: Callable[[str], None], **connect_kw) -> bool:
+    """After `viewer.lost`: connect again and resubscribe, with backoff (the relay may still be
+    restarting, its publisher not back yet).  False when stopped or past `deadline` (monotonic);
+    ViewError(3) after RECONNECT_FOR s without success, or CERT_GRACE s of certificate errors."""
+    reason, start, delay, attempt = viewer.lost, time.monotonic(), BACKOFF_START, 0
+    cert_since: float | None = None
+    on_message(f"connection lost: {reason}; reconnecting")
+    while True:
+        attempt += 1
+        try:
+            conn = await connect(url, **connect_kw)
+            try:
+                await viewer.resume(conn)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.aclose(), 1.0)
+                raise
+            on_message(f"reconnected to {url} (attempt {attempt}, {time.monotonic() - start:.1f} s)")
+            return True
+        except CertificateError as exc:
+            cert_since = cert_since or time.monotonic()
+            last = exc
+            if time.monotonic() - cert_since + delay > CERT_GRACE:
+                raise ViewError(exc.code, f"{exc.message}; gave up after {attempt} attempts") from None
+        except ViewError as exc:  # unreachable yet, or the namespace not announced again yet
+            cert_since, last = None, exc
+        log.info("reconnect_failed", attempt=attempt, error=last.message, retry_in=delay)
+        now = time.monotonic()
+        if now - start + delay > RECONNECT_FOR:
+            raise ViewError(EXIT_UNREACHABLE, f"lost the relay at {url} ({reason}) and could not get back within "
+                            f"{RECONNECT_FOR:g} s: {last.message}")
+        if deadline is not None and now + delay >= deadline:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        if stop.is_set():
+            return False
+        delay = min(delay * 2, BACKOFF_MAX)
+
+
 __all__ = ["Viewer", "ViewResult", "ViewError", "Received", "TrackReader", "connect", "kind_of", "EXIT_OK",
-           "EXIT_UNREACHABLE", "EXIT_NOT_FOUND", "EXIT_NO_DATA"]
+           "EXIT_UNREACHABLE", "EXIT_NOT_FOUND", "EXIT_NO_DATA", "reconnect", "CertificateError"]

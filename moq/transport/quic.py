@@ -151,6 +151,11 @@ class SessionBase(ABC):
         means the peer vanished without closing (QUIC itself waits for its idle timeout)."""
         return seam.pto_count(self._quic)
 
+    def silent_for(self) -> float:
+        """Seconds since the peer's last datagram: a relay pings peers silent for a while and drops
+        those that stay silent with probes unanswered (a peer killed without closing)."""
+        return self._loop.time() - self._conn.last_received
+
     def ping(self) -> None:
         """Send an ack-eliciting PING, so that a silent peer shows in unanswered_probes()."""
         if not self._closing:
@@ -353,6 +358,7 @@ class ConnectionProtocol(seam.ProtocolBase):
         self._early: list[qe.QuicEvent] = []
         self._keepalive: asyncio.TimerHandle | None = None
         self.on_terminated: list[Callable[[ConnectionProtocol], None]] = []
+        self.last_received = self._loop.time()  # when the peer's last datagram arrived (silent_for)
 
     # --- called by apps -----------------------------------------------------------------
 
@@ -438,7 +444,7 @@ class ConnectionProtocol(seam.ProtocolBase):
         STATS.datagrams_received += 1
         STATS.bytes_received += len(data)
         quic = self.quic
-        now = self.loop.time()
+        now = self.last_received = self.loop.time()
         quic.receive_datagram(data, addr, now=now)  # type: ignore[arg-type]
         self.process_events()
         if self.transmit_scheduled or not quic.nothing_to_send(now):  # type: ignore[attr-defined]

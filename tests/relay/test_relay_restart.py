@@ -1,0 +1,81 @@
+"""A relay restart under real `moq-publish --fingerprint` and `moq-view` processes (issue 14 items 1
+and 7): the dev certificate kept in --state-dir keeps pinned clients working; a new certificate
+makes the pinned publisher give up with exit 3 within its bound, and certificate errors are one
+clear line each, never aioquic's raw log."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from publisher.run import CERT_GRACE
+from tests.media.procs import PublisherProcess
+from tests.relay.relayproc import ROOT, RelayProcess, python_env
+
+SMALL = ("--input", "testsrc", "--size", "320x180", "--fps", "15", "--video-bitrate", "300k", "--gop", "0.5")
+RAW_AIOQUIC = "Error: 298"  # aioquic's own warning line, which used to leak to stderr
+
+
+def tool(module: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=python_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def view(url: str, *args: str) -> subprocess.CompletedProcess:
+    return tool("viewer", url, "--namespace", "live/rs", "--track", "video", "--json", *args)
+
+
+@pytest.mark.timeout(90)
+def test_restart_keeps_the_certificate_publisher_reconnects_and_a_new_viewer_plays(tmp_path):
+    state = ("--state-dir", str(tmp_path / "state"))
+    with RelayProcess(*state) as relay, PublisherProcess(relay.url(), "live/rs", *SMALL,
+                                                         fingerprint=relay.fingerprint) as pub:
+        assert pub.wait_log("connected", 20), pub.output()
+        assert relay.stop() == 0, relay.log_tail()  # SIGTERM: GOAWAY, drain, exit
+        with RelayProcess("--bind", f"127.0.0.1:{relay.port}", *state) as again:
+            assert again.fingerprint == relay.fingerprint  # the same certificate, from the state dir
+            assert pub.wait_log("reconnected", 30), pub.output()
+            watched = view(again.url(), "--duration", "2", "--fingerprint", again.fingerprint)
+            assert watched.returncode == 0, watched.stderr
+            lines = [json.loads(line) for line in watched.stdout.splitlines()]
+            assert lines[-1]["summary"] and lines[-1]["objects"] >= 10, lines[-1]
+            assert pub.stop() == 0, pub.output()
+    out = pub.stdout()
+    assert "reconnects: 1" in out, out  # the exit summary
+    assert RAW_AIOQUIC not in pub.stderr()
+
+
+@pytest.mark.timeout(90)
+def test_new_certificate_pinned_publisher_exits_3_and_certificate_errors_are_one_line(tmp_path):
+    with RelayProcess("--state-dir", str(tmp_path / "a")) as relay, \
+            PublisherProcess(relay.url(), "live/rs", *SMALL, fingerprint=relay.fingerprint) as pub:
+        assert pub.wait_log("connected", 20), pub.output()
+        assert relay.stop() == 0
+        lost = time.monotonic()
+        with RelayProcess("--bind", f"127.0.0.1:{relay.port}", "--state-dir", str(tmp_path / "b")) as other:
+            assert other.fingerprint != relay.fingerprint  # a fresh state dir: a new certificate
+            # meanwhile, moq-view and moq-publish report certificate errors at once, in one line, exit 3
+            for args, expect in (((), "untrusted TLS certificate (self-signed certificate)"),
+                                 (("--fingerprint", relay.fingerprint), f"not the pinned --fingerprint "
+                                                                        f"{relay.fingerprint}")):
+                v = view(other.url(), "--duration", "1", *args)
+                assert v.returncode == 3 and expect in v.stderr and "--fingerprint" in v.stderr, v.stderr
+                assert v.stderr.strip().count("\n") == 0 and RAW_AIOQUIC not in v.stderr, v.stderr
+            t = time.monotonic()
+            p = tool("publisher", other.url(), "--namespace", "live/other", *SMALL)
+            assert p.returncode == 3 and "untrusted TLS certificate" in p.stderr and "--insecure" in p.stderr, \
+                p.stderr
+            assert "connect_failed" not in p.stderr and RAW_AIOQUIC not in p.stderr, p.stderr  # no retries
+            assert time.monotonic() - t < 10
+            # the pinned publisher retries for CERT_GRACE seconds, then gives up
+            assert pub.wait(CERT_GRACE + 25) == 3, pub.output()
+            assert time.monotonic() - lost < CERT_GRACE + 20
+    err = pub.stderr().strip().splitlines()
+    assert err[-1].startswith("moq-publish: the relay at") and other.fingerprint in err[-1], err[-1]
+    assert f"not the pinned --fingerprint {relay.fingerprint}" in err[-1] and "--state-dir" in err[-1]
+    assert RAW_AIOQUIC not in pub.stderr()
+    assert "attempts)" in pub.stdout(), pub.stdout()  # the status line counts the failed attempts
