@@ -320,9 +320,13 @@ def _fill(res: Result, spec: Spec, s0: int, s1: int, a: dict, b: dict, reports: 
             res.relay_pkts = round(sum(m[1] - m[0] for m in marks) / dt)
             res.pkts_source = "subscribers' QUIC stats"
     res.udp_drops = b["udp"][1] - a["udp"][1]
-    res.extra = {**res.extra, "relay_per_s": rates, "udp_in_errors": b["udp"][0] - a["udp"][0], "expected": expected, "received": received, "window": [s0, s1], "published": pub.get("sent"),
+    res.extra = {**res.extra, "relay_per_s": rates, "udp_in_errors": b["udp"][0] - a["udp"][0],
+                 "expected": expected, "received": received, "window": [s0, s1], "published": pub.get("sent"),
+                 "sub_reader": reports[0].get("reader"), "probes": sum(r.get("probes", 0) for r in reports),
                  "publisher_behind_ms": pub.get("behind_ms"), "per_sub_min": min(r["per_sub_min"] for r in reports),
                  "subs_py_cpu_s": round(sum(r.get("py_cpu_s", 0) for r in reports), 2),
                  "subs_cpu_s": round(sum(r.get("cpu_s", 0) for r in reports), 2),
+                 "subs_us_per_frame": round(sum(r.get("cpu_s", 0) for r in reports) * 1e6
+                                            / max(1, sum(r["total"] for r in reports)), 1),
                  "frames_total": sum(r["total"] for r in reports),
                  "missing_sample": sorted({k for r in reports for k in r.get("missing", [])})[:20]}

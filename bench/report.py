@@ -47,6 +47,12 @@ def _in(r: dict) -> float | None:
     return (r.get("extra") or {}).get("relay_per_s", {}).get("objects_in")
 
 
+def _per_frame(r: dict) -> str:
+    """The subscriber processes' CPU per frame they received (from ready to stop, Rust threads included)."""
+    us = (r.get("extra") or {}).get("subs_us_per_frame")
+    return f"; subs {us:.0f} µs/frame" if us else ""
+
+
 def saturated(r: dict) -> bool:
     return r.get("client_max_pct", 0) > SATURATED_PCT or r.get("clients_cpu_pct", 0) > SATURATED_PCT
 
@@ -54,7 +60,7 @@ def saturated(r: dict) -> bool:
 def load_table(rows: list[dict]) -> str:
     head = ("| scenario | relay (protocol) | load | delivered obj/s (of offered) | Mbit/s | latency p50 / p99 / max ms "
             "| lost | relay in obj/s | relay CPU % | CPU µs/obj | relay pkts/s | relay RSS MB "
-            "| clients CPU % (busiest, procs) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+            "| clients CPU % (busiest, procs; subscribers' CPU per frame) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         relay = f"{r['relay']} ({r['protocol']})"
@@ -67,7 +73,7 @@ def load_table(rows: list[dict]) -> str:
             f"| {r['scenario']} | {relay} | {r['load']} | {r['delivered_objs']:,.0f} ({100 * r['delivered_frac']:.1f}%) "
             f"| {r['mbits']:,.1f} | {_lat(r)} | {r['lost']:,} | {_f(_in(r), '{:,.0f}')} | {r['relay_cpu_pct']:.0f} | {_f(r['cpu_us_per_obj'])} "
             f"| {_f(r['relay_pkts'], '{:,.0f}')} | {r['relay_rss_mb']:.0f} "
-            f"| {r['clients_cpu_pct']:.0f} ({r['client_max_pct']:.0f}, {r['client_procs']}){sat} |")
+            f"| {r['clients_cpu_pct']:.0f} ({r['client_max_pct']:.0f}, {r['client_procs']}{_per_frame(r)}){sat} |")
     if any(saturated(r) for r in rows if not r.get("error")):
         lines.append(f"\n⚠ *clients saturated*: the load generators together used more than {SATURATED_PCT:.0f}% of a "
                      "core, or one of their processes did. On a 2-core machine the relay then competes with its "

@@ -70,11 +70,12 @@ def test_proc_accounting_includes_children():
 def test_report_renders_results_errors_and_saturation():
     ok = Result("fan-out", "ours", "IETF moqt-18", "N=10 x 625/s", 10, offered_objs=6250, delivered_objs=6250,
                 delivered_frac=1.0, mbits=50, p50_ms=1, p99_ms=5, max_ms=9, relay_cpu_pct=50, cpu_us_per_obj=80,
-                relay_rss_mb=55, relay_pkts=6000, clients_cpu_pct=95, client_max_pct=40, client_procs=2).as_dict()
+                relay_rss_mb=55, relay_pkts=6000, clients_cpu_pct=95, client_max_pct=40, client_procs=2,
+                extra={"subs_us_per_frame": 38.4}).as_dict()
     bad = Result("workers", "ours", "IETF moqt-18", "N=50 x 625/s workers=2", 50,
                  error="relay exited (code 2)").as_dict()
     table = report.load_table([ok, bad])
-    assert "6,250 (100.0%)" in table and "clients saturated" in table
+    assert "6,250 (100.0%)" in table and "| 95 (40, 2; subs 38 µs/frame) ⚠ clients saturated |" in table
     assert "**error**: relay exited (code 2)" in table
     text = report.targets([ok, bad], {"pkts": 30000}, [], [])
     assert "N=50 x 625/s workers=2" in text and "not measured" in text and "20%" in text
