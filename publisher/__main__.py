@@ -24,7 +24,9 @@ tracks: video (H.264, avc1), audio (Opus, or AAC passed through), catalog (MSF) 
 OBS: Settings > Stream > Service "Custom", Server rtmp://HOST:1935/live, Stream Key KEY, with
   --input rtmp://0.0.0.0:1935/live/KEY (other apps/keys are refused).
 exit status: 0 done (--duration, end of file, SIGINT/SIGTERM), 1 internal error,
-  2 bad arguments or input, 3 relay unreachable (3 attempts) or refused the namespace.
+  2 bad arguments or input, 3 relay unreachable (3 attempts) or refused the namespace, or its TLS
+  certificate is untrusted or not the --fingerprint one (not retried at the first connection; after
+  a reconnect, given up after 10 s: a relay keeps its dev certificate only with the same --state-dir).
 """
 
 
