@@ -269,3 +269,40 @@ def test_workers_link_to_the_hub_with_auth_on(keys):
 
         asyncio.run(main())
         assert "session_unauthorized" not in relay.log_text()
+
+
+def test_moq_view_token_option_and_env(relay, keys):
+    """moq-view as a process: MOQ_TOKEN (or --token) goes in SETUP; without it the relay refuses (exit 4)."""
+    import sys
+
+    from .relayproc import ROOT, python_env
+
+    ns = "live/cli"
+
+    async def main() -> None:
+        _, pconn, track = await publisher(relay, ns, mint(keys, put=[ns]))
+        argv = [sys.executable, "-m", "viewer", relay.url("moqt"), "--namespace", ns, "--track", "video",
+                "--fingerprint", relay.fingerprint, "--duration", "0.5", "--json"]
+        env = {k: v for k, v in python_env().items() if k != "MOQ_TOKEN"}
+        with_env = await asyncio.create_subprocess_exec(*argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.PIPE,
+                                                        env={**env, "MOQ_TOKEN": mint(keys, get=[ns])})
+        without = await asyncio.create_subprocess_exec(*argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+                                                       stderr=asyncio.subprocess.PIPE, env=env)
+        g = 0
+        while with_env.returncode is None or without.returncode is None:
+            track.write(g, 0, b"frame")
+            track.end_group(g)
+            g += 1
+            await asyncio.sleep(0.05)
+            if g > 400:
+                raise AssertionError("moq-view did not exit")
+        out, err = await with_env.communicate()
+        assert with_env.returncode == 0, err.decode()
+        assert '"summary": true' in out.decode() and '"track": "video"' in out.decode()
+        _, err = await without.communicate()
+        assert without.returncode == 4, err.decode()
+        assert "UNAUTHORIZED" in err.decode() or "not authorized" in err.decode(), err.decode()
+        await pconn.aclose()
+
+    asyncio.run(main())
