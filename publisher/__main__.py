@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", action="store_true", help="restart a media file when it ends")
     p.add_argument("--duration", type=float, metavar="SEC", help="stop after SEC seconds")
     p.add_argument("--video-bitrate", default="2500k", help="H.264 bitrate (default 2500k)")
-    p.add_argument("--gop", type=float, default=2.0, metavar="SEC", help="seconds per group of pictures (default 2)")
+    p.add_argument("--gop", type=float, metavar="SEC",
+                   help="seconds per group of pictures when re-encoding (default 2); passed-through H.264 keeps "
+                        "the input's key frames: set the keyframe interval in the encoder (OBS)")
     p.add_argument("--size", default="1280x720", help="video size WxH (default 1280x720)")
     p.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
     p.add_argument("--no-audio", action="store_true", help="publish video only")
@@ -63,11 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         width, height = _size(args.size)
+        gop = 2.0 if args.gop is None else args.gop
         settings = Settings(width=width, height=height, fps=args.fps, bitrate=parse_bitrate(args.video_bitrate),
-                            gop=args.gop, audio=not args.no_audio)
+                            gop=gop, audio=not args.no_audio, gop_set=args.gop is not None)
         if args.fps <= 0 or args.fps > 240:
             raise ValueError(f"--fps must be in 1..240, got {args.fps}")
-        if args.gop <= 0:
+        if gop <= 0:
             raise ValueError(f"--gop must be positive, got {args.gop}")
         if args.duration is not None and args.duration <= 0:
             raise ValueError(f"--duration must be positive, got {args.duration}")
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     status.start()
     configure_logging(args.log_format, args.log_level)
     opts = Options(args.url, namespace, fingerprint=args.fingerprint, insecure=args.insecure,
-                   duration=args.duration, gop=args.gop, token=args.token)
+                   duration=args.duration, gop=gop, token=args.token)
     try:
         return run(PublishRun(source, opts, status).run())
     finally:

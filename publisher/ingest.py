@@ -11,6 +11,7 @@ to the wall clock at the moment their stream starts.
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 import urllib.parse
@@ -20,10 +21,10 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import av
-import av.logging
 import structlog
 from av.video.frame import PictureType
 
+from . import rtmp
 from .packaging import strip_adts
 from .testsrc import Painter, Tone
 
@@ -43,8 +44,15 @@ class IngestError(Exception):
     """The input cannot be opened or read (bad file, unsupported media)."""
 
 
+class RtmpPortBusy(IngestError):
+    """Another program listens on the RTMP port: fatal, unlike a client that went away."""
+
+
 class RtmpRefused(Exception):
     """An RTMP client with the wrong app or stream key (we keep listening)."""
+
+
+av_message = rtmp.av_message
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,7 @@ class Settings:
     gop: float = 2.0
     audio: bool = True
     audio_bitrate: int = 96_000
+    gop_set: bool = False  # --gop was given (it cannot apply to passed-through H.264)
 
 
 # --- encoders -------------------------------------------------------------------------------------
@@ -353,6 +362,8 @@ class ContainerSource(Source):
         self.loop = loop and not self.rtmp
         self.name = url
         self.info = ""
+        self._last_key_us: int | None = None
+        self._gop_warned = False
 
     def describe(self) -> str:
         return f"{'rtmp' if self.rtmp else 'file'} {self.info or self.url}"
@@ -362,6 +373,9 @@ class ContainerSource(Source):
             parts = urllib.parse.urlsplit(self.url)
             if not parts.hostname or not parts.port or not parts.path.strip("/"):
                 raise IngestError(f"RTMP input must look like rtmp://0.0.0.0:1935/live/KEY, got {self.url!r}")
+            busy = rtmp.port_busy(parts.hostname, parts.port)
+            if busy:
+                raise IngestError(f"cannot listen for RTMP on {parts.hostname}:{parts.port}: {busy}")
             return
         container = self._open()
         container.close()
@@ -370,27 +384,19 @@ class ContainerSource(Source):
         try:
             c = self._listen() if self.rtmp else av.open(self.url)
         except (av.FFmpegError, OSError, ValueError) as exc:
-            raise IngestError(f"cannot open input {self.url}: {exc}") from None
+            if self.rtmp and getattr(exc, "errno", None) == errno.EADDRINUSE:
+                raise RtmpPortBusy(f"cannot listen for RTMP on {self.url}: {av_message(exc)}") from None
+            raise IngestError(f"cannot open input {self.url}: {av_message(exc)}") from None
         if not c.streams.video and not (c.streams.audio and self.s.audio):
             c.close()
             raise IngestError(f"{self.url}: no video or audio stream")
         return c
 
     def _listen(self) -> av.container.InputContainer:
-        """Wait for an RTMP client (OBS) to publish.  FFmpeg's listener only *warns* when
-        the app or stream key differ from the URL's; we read its log and refuse them."""
         log.info("rtmp_listening", url=self.url)
-        level = av.logging.get_level()
-        av.logging.set_level(av.logging.WARNING)
-        try:
-            with av.logging.Capture(local=True) as logs:
-                c = av.open(self.url, options=RTMP_OPTIONS, timeout=(None, 15.0))
-        finally:
-            av.logging.set_level(level)
-        wrong = [m.strip() for _, _, m in logs if m.startswith(("Unexpected stream", "App field don't match"))]
-        if wrong:
-            c.close()
-            raise RtmpRefused(f"refused an RTMP client: {wrong[0]} (wrong app or stream key)")
+        c, refused = rtmp.listen(self.url, RTMP_OPTIONS)
+        if refused:
+            raise RtmpRefused(f"refused an RTMP client: {refused} (wrong app or stream key)")
         return c
 
     def packets(self) -> Iterator[MediaPacket]:
@@ -405,11 +411,12 @@ class ContainerSource(Source):
                 log.warning("rtmp_refused", reason=str(exc))
                 continue
             except IngestError as exc:
-                if not self.rtmp or self._stop.is_set():
+                if not self.rtmp or self._stop.is_set() or isinstance(exc, RtmpPortBusy):
                     raise
                 log.warning("rtmp_listen_failed", error=str(exc))
                 self._stop.wait(1.0)
                 continue
+            guard = self._guard() if self.rtmp else None
             if self.rtmp:
                 timeline = _Timeline(True)  # a new push: a new clock
             elif not first_pass:
@@ -417,6 +424,7 @@ class ContainerSource(Source):
             first_pass = False
             vs = container.streams.video[0] if container.streams.video else None
             as_ = container.streams.audio[0] if container.streams.audio and self.s.audio else None
+            self._log_ignored(container, vs, as_)
             vfmt = self._video_format(container, vs) if vs is not None else None
             afmt = self._audio_format(as_) if as_ is not None else None
             self.kinds = frozenset(f.kind for f in (vfmt, afmt) if f is not None)
@@ -429,24 +437,35 @@ class ContainerSource(Source):
             self.info = ", ".join(f"{f.kind} {f.codec} {f.origin}" + (f" {f.width}x{f.height}" if f.width else "")
                                   for f in (vfmt, afmt) if f is not None)
             log.info("input_opened", url=self.url, streams=self.info)
+            if vfmt is not None and vfmt.origin == "passthrough" and self.s.gop_set:
+                log.warning("gop_ignored", gop_s=self.s.gop,
+                            reason="H.264 passes through with the input's key frames; --gop applies when re-encoding")
+            passthrough_video = vfmt is not None and vfmt.origin == "passthrough"
             streams = [st for st in (vs, as_) if st is not None]
             try:
                 for pkt, blocked in _timed(container.demux(streams)):
                     if self._stop.is_set():
                         break
+                    video = pkt.stream is vs  # type: ignore[attr-defined]
                     if pkt.size == 0 or (pkt.dts is None and pkt.pts is None):  # type: ignore[attr-defined]
-                        continue
-                    if pkt.stream is vs:  # type: ignore[attr-defined]
+                        # the end of a stream: a decoder we feed still holds frames (HEVC: the last few)
+                        if pkt.size != 0 or (venc if video else aenc) is None:
+                            continue
+                    if video:
                         items = self._video(pkt, vfmt, venc)  # type: ignore[arg-type]
+                        if passthrough_video:
+                            self._watch_keyframes(items)
                     else:
                         items = self._audio(pkt, afmt, aenc)  # type: ignore[arg-type]
                     yield from timeline.place(items, blocked)
             except (av.FFmpegError, OSError) as exc:
                 if not self.rtmp:
-                    raise IngestError(f"{self.url}: {exc}") from None
-                log.info("rtmp_stream_ended", reason=str(exc))
+                    raise IngestError(f"{self.url}: {av_message(exc)}") from None
+                log.info("rtmp_stream_ended", reason=av_message(exc))
             finally:
                 container.close()
+                if guard is not None:
+                    guard.close()
             if self.rtmp:
                 yield from timeline.place([], True)  # whatever was still held
                 log.info("rtmp_client_left", url=self.url)
@@ -455,6 +474,36 @@ class ContainerSource(Source):
         if venc is not None and timeline.anchor is not None:
             items = [_Item(vfmt, data, key, pts, dts) for data, key, pts, dts in venc.encode(None)]  # type: ignore
             yield from timeline.place(items, True)
+
+    def _guard(self) -> rtmp.PushGuard:
+        parts = urllib.parse.urlsplit(self.url)
+        return rtmp.PushGuard(parts.hostname or "0.0.0.0", parts.port or 1935, self.url)
+
+    def _log_ignored(self, container, vs, as_) -> None:
+        """Streams we do not publish (only the first video and audio streams are)."""
+        for st in container.streams:
+            if st is vs or st is as_ or st.type not in ("video", "audio") or (st.type == "audio" and not self.s.audio):
+                continue
+            log.warning("stream_ignored", url=self.url, stream=st.index, kind=st.type, codec=st.codec_context.name,
+                        reason=f"only the first {st.type} stream is published")
+
+    def _watch_keyframes(self, items: list[_Item]) -> None:
+        """Passed-through H.264 keeps the input's key frames, and a group is a GOP: a viewer
+        joins at a key frame, so the keyframe interval is the worst-case join latency."""
+        for it in items:
+            if not it.keyframe:
+                continue
+            last, self._last_key_us = self._last_key_us, it.pts
+            if last is None or self._gop_warned:
+                continue
+            interval = (it.pts - last) / US
+            if interval > self.s.gop * 1.5 and interval - self.s.gop > 0.5:
+                self._gop_warned = True
+                log.warning("long_keyframe_interval", interval_s=round(interval, 2), gop_s=self.s.gop,
+                            reason=f"the input has a key frame every {interval:.1f} s and H.264 passes through "
+                                   f"unchanged: one group per {interval:.1f} s, so a viewer may wait up to "
+                                   f"{interval:.1f} s to start; set the encoder's keyframe interval "
+                                   f"(OBS: Output > Keyframe Interval) to {self.s.gop:g} s")
 
     def _first_media_us(self, container: av.container.InputContainer) -> int:
         start = container.start_time

@@ -3,6 +3,7 @@ testsrc, an RTMP push (the OBS path, passed through), a looped file, a relay res
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -59,18 +60,22 @@ def test_testsrc_through_a_relay():
     assert "moq-publish:" in out and "video frames" in out, out
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(90)
 def test_rtmp_push_passes_h264_and_aac_through():
+    """Also: wrong key then wrong app are refused, each logged with its own reason; a second
+    encoder pushing while one publishes is refused and logged; a second moq-publish on the
+    busy port exits 2 with one line."""
     port = free_tcp_port()
     rtmp = f"rtmp://127.0.0.1:{port}/live/KEY"
     errors: list[BaseException] = []
 
     def push() -> None:
-        try:
-            write_media(rtmp.replace("/KEY", "/WRONG"), 3.0, fmt="flv", realtime=True)
-            errors.append(AssertionError("a push with the wrong stream key was accepted"))
-        except (av.FFmpegError, OSError):
-            pass  # refused, as it should be
+        for bad in (rtmp.replace("/KEY", "/BADKEY2"), rtmp.replace("/live/", "/otherapp/")):
+            try:
+                write_media(bad, 3.0, fmt="flv", realtime=True)
+                errors.append(AssertionError(f"a push to {bad} was accepted"))
+            except (av.FFmpegError, OSError):
+                pass  # refused, as it should be
         try:
             write_media(rtmp, 5.0, fmt="flv", realtime=True, gop=15)
         except BaseException as exc:  # reported below
@@ -82,11 +87,25 @@ def test_rtmp_push_passes_h264_and_aac_through():
         pusher.start()
         got = run(collect(relay.url(), relay.fingerprint, "live/obs", 20, keep_payload=True, until=lambda c: (
             c.catalogs and len(c.groups("video")) >= 2 and len(c.track("audio")) >= 30)))
+        assert pusher.is_alive(), "the good push is still going"
+        with pytest.raises((av.FFmpegError, OSError)):  # a second encoder while one publishes
+            write_media(rtmp, 3.0, fmt="flv", realtime=True, open_timeout=0)
+        second = subprocess.run([sys.executable, "-m", "publisher", relay.url(), "--namespace", "live/two",
+                                 "--input", rtmp, "--insecure"], cwd=ROOT, env=python_env(), capture_output=True,
+                                text=True, timeout=20)
         pusher.join(15)
         assert not errors, errors
         assert pub.stop() == 0, pub.output()
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.count("\n") == 1 and f"cannot listen for RTMP on 127.0.0.1:{port}" in second.stderr, \
+        second.stderr
     assert got.catalogs, pub.output()
-    assert '"event": "rtmp_refused"' in pub.stderr() and "Unexpected stream WRONG" in pub.stderr()
+    refusals = [json.loads(line) for line in pub.stderr().splitlines() if '"event": "rtmp_refused"' in line]
+    reasons = [r["reason"] for r in refusals]
+    assert len(reasons) == 3, reasons
+    assert "Unexpected stream BADKEY2" in reasons[0], reasons
+    assert "App field don't match up: otherapp" in reasons[1] and "BADKEY2" not in reasons[1], reasons
+    assert "another client is already publishing" in reasons[2] and refusals[2]["peer"].startswith("127.0.0.1:")
     assert '"streams": "video h264 passthrough 320x180, audio aac passthrough"' in pub.stderr(), pub.output()
     video, audio = got.catalogs[-1].track("video"), got.catalogs[-1].track("audio")
     assert video.codec.startswith("avc1.") and (video.width, video.height) == (320, 180)
@@ -161,6 +180,7 @@ def test_bad_input_and_unreachable_relay_fail_fast(tmp_path):
     (tmp_path / "junk.mp4").write_bytes(b"not a video" * 100)
     junk = publish("moqt://127.0.0.1:9/", "--namespace", "a/b", "--input", str(tmp_path / "junk.mp4"))
     assert junk.returncode == 2 and "cannot open input" in junk.stderr, junk.stderr
+    assert "Invalid data found when processing input" in junk.stderr and "[Errno" not in junk.stderr, junk.stderr
     port = free_tcp_port()  # nothing listens there (UDP)
     start = time.monotonic()
     nobody = publish(f"moqt://127.0.0.1:{port}/", "--namespace", "a/b", "--insecure", *SMALL)
