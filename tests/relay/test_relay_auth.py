@@ -306,3 +306,20 @@ def test_moq_view_token_option_and_env(relay, keys):
         await pconn.aclose()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(("alias_type", "code"), [(AliasType.REGISTER, SessionErrorCode.AUTH_TOKEN_CACHE_OVERFLOW),
+                                                  (AliasType.USE_ALIAS, SessionErrorCode.UNKNOWN_AUTH_TOKEN_ALIAS)])
+def test_token_aliases_in_a_request_close_the_session(relay, keys, alias_type, code):
+    """The relay advertises no token cache (MAX_AUTH_TOKEN_CACHE_SIZE 0): aliases are errors."""
+    value = mint(keys, get=["live"]).encode() if alias_type == AliasType.REGISTER else None
+    tok = Token(alias_type, alias=7, token_type=0 if value else None, value=value)
+
+    async def main() -> None:
+        conn = await connect(relay, "moqt")
+        with pytest.raises(Exception):  # noqa: B017 (refused, or the session closed under it)
+            await conn.subscribe(namespace_from_str("live/x"), b"video", Parameters(authorization_tokens=(tok,)))
+        closed = await asyncio.wait_for(conn.wait_closed(), 5)
+        assert closed.error_code == code, closed
+
+    asyncio.run(main())
