@@ -112,7 +112,7 @@ class Bench:
                                               first=RAMP_FIRST[profile])
                 self.rows += [r.as_dict() for r in results]
                 self.ramps.append(summary)
-        if self.soak_seconds:
+        if self.soak_seconds and "ours" in relays:  # the moq-rs relay's soak: --soak SECONDS alone
             await self.soak(["ours"])
 
     def fanout_row(self, n: int) -> dict | None:
