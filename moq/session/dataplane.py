@@ -169,6 +169,11 @@ class DataPlane:
                 subgroup = st.subgroup_id if st.header is not None else header.subgroup_id
                 self._emit(ev.DataStreamEnded(
                     req.request_id, sid, header.group_id, subgroup, exc.code, abandoned=True))
+            elif isinstance(header, FetchHeader):  # the FETCH cannot complete: say so, as for a reset
+                req = req or self._requests.get(header.request_id)
+                if req is not None and req.outgoing and req.kind is Kind.FETCH:
+                    self._emit(ev.DataStreamEnded(req.request_id, sid, None, None, exc.code, fetch=True,
+                                                  abandoned=True))
             return
         st.fin = st.fin or fin
         if st.header is None and items:

@@ -418,3 +418,26 @@ def test_request_update_crossing_publish_done_is_not_passed_on() -> None:
     p.pump()
     assert not [e for e in p.events(p.server) if isinstance(e, ev.RequestUpdateReceived)], uid
     assert p.client.closed is None and p.server.closed is None
+
+
+def test_fetch_stream_with_an_object_over_max_object_size_ends_the_fetch() -> None:
+    """Fetch streams had no object size limit (fuzz/: fetch_stream); now the stream is stopped
+    with EXCESSIVE_LOAD, and the FETCH hears of it as of a reset instead of waiting forever."""
+    from moq.errors import StreamResetCode
+    from moq.wire.data import FetchHeader, FetchObjectCodec
+
+    p = Pair(client_config=SessionConfig(path="/moq", max_object_size=1000))
+    rid = p.client.fetch(c.Fetch(standalone=c.StandaloneFetch(NS, b"a", Location(0, 0), Location(1, 0))))
+    p.pump()
+    p.server.accept_fetch(rid, Location(1, 0))
+    p.pump()
+    p.events(p.client)
+    sid = p.fresh_uni(p.server)
+    head = FetchObjectCodec().encode(FetchObject(0, 0, 0, 128, bytes(5000)))
+    p.client.receive_stream_data(sid, FetchHeader(rid).encode() + head + bytes(100))
+    ended = [e for e in p.events(p.client) if isinstance(e, ev.DataStreamEnded)]
+    assert [(e.request_id, e.fetch, e.reset_code, e.abandoned) for e in ended] == [
+        (rid, True, StreamResetCode.EXCESSIVE_LOAD, True)]
+    assert any(isinstance(a, ev.StopSending) and a.stream_id == sid and a.error_code == StreamResetCode.EXCESSIVE_LOAD
+               for a in p.take(p.client))
+    assert p.client.closed is None
