@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from moq import api, versions
+from moq import versions
 from moq.connection import Connection
 from moq.log import configure_logging
 from moq.session import SessionConfig
 from moq.token import redact
 from moq.transport import endpoint
-from moq.transport.loop import run
+from moq.transport.admission import SourceLimits
+from moq.transport.loop import run, settle_heap
 from moq.transport.tls import ServerCredentials
 
 from .auth import Authorizer
@@ -54,11 +55,9 @@ def _url_host(host: str) -> str:
 
 
 async def _listen(host: str, port: int, creds: ServerCredentials, relay: Relay, on_connection, session_config,
-                  reuse_port: bool) -> endpoint.Server:
-    """api.serve, plus SO_REUSEPORT for workers (api.serve has no reuse_port parameter yet)."""
-    if not reuse_port:
-        return await api.serve(host, port, credentials=creds, handler=relay, on_connection=on_connection,
-                               config=session_config)
+                  reuse_port: bool, limits: SourceLimits | None = None, retry: bool = False) -> endpoint.Server:
+    """What api.serve does, plus SO_REUSEPORT for workers, per-source limits and QUIC Retry
+    (moq.transport.admission: checked at a connection's first packet, before any TLS work)."""
 
     async def on_session(transport) -> None:  # what api.serve does per session
         conn = Connection(transport, handler=relay, config=session_config())
@@ -70,7 +69,8 @@ async def _listen(host: str, port: int, creds: ServerCredentials, relay: Relay, 
         on_connection(conn)
         await conn.wait_closed()
 
-    return await endpoint.serve(host, port, creds, on_session, alpns=versions.SUPPORTED_ALPNS, reuse_port=True)
+    return await endpoint.serve(host, port, creds, on_session, alpns=versions.SUPPORTED_ALPNS, reuse_port=reuse_port,
+                                limits=limits, retry=retry)
 
 
 async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None, worker: WorkerRole | None = None
@@ -110,10 +110,18 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None, w
             return
         relay.add_connection(conn)
 
-    server = await _listen(host, port, creds, relay, on_connection, session_config, reuse_port=worker is not None)
+    limits = SourceLimits(max_sessions=cfg.max_sessions_per_source,
+                          handshakes_per_second=cfg.max_handshakes_per_second_per_source,
+                          on_refused=lambda reason: metrics.connections_refused.labels(reason=reason).inc())
+    server = await _listen(host, port, creds, relay, on_connection, session_config, reuse_port=worker is not None,
+                           limits=limits, retry=cfg.retry)
     hub = None  # worker 0's private loopback port, where the other workers' upstream links arrive
     if worker is not None and worker.hub:
-        hub = await _listen("127.0.0.1", 0, creds, relay, on_connection, session_config, reuse_port=False)
+        def on_link(conn) -> None:  # another worker's link: exempt from the per-peer request limits
+            relay.trust(conn)
+            on_connection(conn)
+
+        hub = await _listen("127.0.0.1", 0, creds, relay, on_link, session_config, reuse_port=False)
     rotation = None
     if store is not None and certs is not None:
         rotation = Rotation(store, certs, lambda new: [s.set_credentials(new) for s in (server, hub) if s], log)
@@ -142,6 +150,7 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None, w
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    settle_heap()
     if worker is not None:
         await worker.started(relay, stop, port=server.port, hub=hub.port if hub else None,
                              http=http.sockets[0].getsockname()[1])

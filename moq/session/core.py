@@ -31,6 +31,7 @@ from ..errors import (
 from ..wire import control as c
 from ..wire.control import SetupOption
 from ..wire.framing import ControlStreamOpened, MessageDecoder
+from ..wire.path import check_path
 from ..wire.types import EMPTY_PARAMETERS, AliasType, KeyValuePairs, Token, TrackNamespace
 from ..wire.varint import decode_varint
 from . import events as ev
@@ -285,10 +286,10 @@ class Session(RequestCommands):
                 raise SessionError("AUTHORITY option not allowed here", SessionErrorCode.INVALID_AUTHORITY)
         else:
             if isinstance(path, bytes):
-                text = path.decode("ascii", "replace")
-                if text and (not text.startswith("/") or any(ch in text for ch in " #\ufffd")):
-                    raise SessionError(f"malformed PATH {text!r}", SessionErrorCode.MALFORMED_PATH)
-                self.path = text
+                bad = check_path(path) if path else None  # the same rule as a WebTransport :path
+                if bad is not None:
+                    raise SessionError(f"malformed PATH: {bad[1]}", SessionErrorCode.MALFORMED_PATH)
+                self.path = path.decode("ascii")
             if isinstance(authority, bytes):
                 text = authority.decode("ascii", "replace")
                 if not text or any(ch in text for ch in "/ ?#\ufffd"):

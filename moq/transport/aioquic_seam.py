@@ -22,14 +22,18 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+from collections import deque
 from operator import attrgetter
 
 import aioquic
 import aioquic.tls
 from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer
+from aioquic.buffer import Buffer
 from aioquic.h3.connection import FrameType, H3Connection
-from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicPacketType, pull_quic_header
 from aioquic.quic.stream import QuicStream, QuicStreamReceiver, QuicStreamSender
 
 SUPPORTED = "1.7."
@@ -398,6 +402,57 @@ def h3_sending_ended(h3: H3Connection, stream_id: int) -> None:
             del h3._stream[stream_id]
 
 
+# --- the listener --------------------------------------------------------------------------------
+
+
+class ListenerBase(QuicServer):
+    """aioquic's server with an admission hook and paced handshakes.
+
+    :meth:`admit` is asked, before aioquic creates anything, about each Initial that would
+    start a connection (with Retry on, only those that carry a token); a refusal drops the
+    datagram.  Admitted ones wait in a bounded queue and start one per event-loop turn, so a
+    burst of handshakes (a few ms of TLS each) is interleaved with everyone else's traffic
+    instead of stalling it for their sum.  ``incoming`` is the address of the datagram being
+    handled, for ``create_protocol``."""
+
+    incoming: tuple | None = None
+    max_queued = 256  # Initials waiting for their turn; more are dropped (the client retransmits)
+
+    def admit(self, addr: tuple) -> bool:
+        return True
+
+    def datagram_received(self, data, addr) -> None:  # type: ignore[override]
+        if len(data) >= SMALLEST_MAX_DATAGRAM_SIZE and data[0] & 0x80:  # a long header: maybe a new connection
+            try:
+                header = pull_quic_header(Buffer(data=data), host_cid_length=self._configuration.connection_id_length)
+            except ValueError:
+                return
+            if (header.packet_type == QuicPacketType.INITIAL and header.destination_cid not in self._protocols
+                    and header.version in self._configuration.supported_versions
+                    and (self._retry is None or header.token)):
+                queue = self.__dict__.setdefault("moq_queued", deque())
+                if len(queue) < self.max_queued and self.admit(addr):
+                    queue.append((data, addr))
+                    if len(queue) == 1:
+                        self._loop.call_soon(self._next_initial)
+                return
+        self.incoming = addr
+        super().datagram_received(data, addr)
+
+    def _next_initial(self) -> None:
+        queue = self.__dict__["moq_queued"]
+        if not queue or self._transport is None or self._transport.is_closing():
+            queue.clear()
+            return
+        data, addr = queue.popleft()
+        self.incoming = addr
+        try:
+            super().datagram_received(data, addr)
+        finally:
+            if queue:
+                self._loop.call_soon(self._next_initial)
+
+
 # --- the asyncio protocol ----------------------------------------------------------------------
 
 
@@ -518,5 +573,8 @@ def self_test() -> None:
                  "_peer_decoder_stream_id"):
         if not hasattr(h3, name):
             problems.append(f"H3Connection.{name}")
+    for name in ("_protocols", "_retry", "_configuration", "_loop", "_transport"):
+        if name not in QuicServer.__init__.__code__.co_names:
+            problems.append(f"QuicServer.{name}")
     if problems:
         raise SeamError("moq.transport needs private aioquic state that is missing: " + ", ".join(problems))

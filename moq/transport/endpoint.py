@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from functools import partial
 
 import structlog
-from aioquic.asyncio.server import QuicServer
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicErrorCode
 
+from . import aioquic_seam as seam
+from .admission import HANDSHAKE_TIMEOUT, SourceLimits
 from .quic import DEFAULT_ALPNS, ConnectionProtocol, QuicSession, SessionBase, make_configuration
 from .tls import CertificateMismatch, ClientVerification, ServerCredentials
 from .udp import DatagramSender, grow_socket_buffers
@@ -29,6 +31,7 @@ log = structlog.get_logger(__name__)
 
 H3_ALPN = "h3"
 DEFAULT_PORT = 443
+HANDSHAKE_TIMEOUT_S = 10.0  # a connection not usable by then (QUIC handshake, WebTransport CONNECT) is dropped
 _SOCKET_BUFFER = 8 * 1024 * 1024
 
 OnSession = Callable[[SessionBase], Awaitable[None] | None]
@@ -39,10 +42,26 @@ def _grow_socket_buffers(sock: socket.socket) -> None:
     grow_socket_buffers(sock, _SOCKET_BUFFER)
 
 
+class _Listener(seam.ListenerBase):
+    """The UDP socket's protocol: aioquic's server, asking the Server before a new connection."""
+
+    def __init__(self, server: Server, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.server = server
+
+    def admit(self, addr: tuple) -> bool:
+        return self.server.limits.check(addr) is None
+
+
 class Server:
     """A listening endpoint.  ``close()`` closes every connection at once and stops listening;
     ``await wait_closed()`` (or ``await aclose()``, or ``async with``) also waits for the
-    ``on_session`` tasks, which are cancelled."""
+    ``on_session`` tasks, which are cancelled.
+
+    ``limits`` (per-source connections and handshake rate) are checked before an Initial creates
+    any state; ``retry`` answers every new Initial with a QUIC Retry first, so a connection costs
+    a handshake only once its source address is proven; a connection not usable within
+    ``handshake_timeout`` seconds is dropped (counted in ``limits.refused``)."""
 
     def __init__(
         self,
@@ -50,8 +69,14 @@ class Server:
         on_session: OnSession,
         alpns: Sequence[str],
         idle_timeout: float | None,
+        limits: SourceLimits | None = None,
+        retry: bool = False,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
     ) -> None:
         self._on_session = on_session
+        self.limits = limits if limits is not None else SourceLimits()
+        self.retry = retry
+        self.handshake_timeout = handshake_timeout
         self.alpns = tuple(alpns)
         self.credentials = credentials
         config = make_configuration(
@@ -61,7 +86,7 @@ class Server:
         )
         credentials.configure(config)
         self._config = config
-        self._listener: QuicServer | None = None
+        self._listener: _Listener | None = None
         self._sender: DatagramSender | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._connections: set[ConnectionProtocol] = set()
@@ -73,7 +98,8 @@ class Server:
     async def _start(self, host: str, port: int, reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
         self._transport, self._listener = await loop.create_datagram_endpoint(
-            lambda: QuicServer(configuration=self._config, create_protocol=self._create_protocol),
+            lambda: _Listener(self, configuration=self._config, create_protocol=self._create_protocol,
+                              retry=self.retry),
             local_addr=(host, port),
             reuse_port=reuse_port or None,
         )
@@ -88,9 +114,22 @@ class Server:
     def _create_protocol(self, quic: QuicConnection, stream_handler: object = None) -> ConnectionProtocol:
         conn = ConnectionProtocol(quic, app_factory=self._make_app, sender=self._sender)
         self._connections.add(conn)
-        conn.on_terminated.append(self._connections.discard)
+        source = self.limits.opened(self._listener.incoming or ("", 0))  # type: ignore[union-attr]
+        expiry = conn.loop.call_later(self.handshake_timeout, self._handshake_expired, conn)
+        conn.on_terminated.append(partial(self._ended, source, expiry))
         conn.ready.add_done_callback(self._session_ready)
+        conn.ready.add_done_callback(lambda _: expiry.cancel())
         return conn
+
+    def _ended(self, source: str, expiry: asyncio.TimerHandle, conn: ConnectionProtocol) -> None:
+        expiry.cancel()
+        self._connections.discard(conn)
+        self.limits.closed(source)
+
+    def _handshake_expired(self, conn: ConnectionProtocol) -> None:
+        if not conn.ready.done() and not conn.dead:
+            self.limits.refuse(HANDSHAKE_TIMEOUT)
+            conn.abort(QuicErrorCode.CONNECTION_REFUSED, "handshake timeout")
 
     def _make_app(self, conn: ConnectionProtocol, alpn: str) -> QuicSession | WebTransportSession | None:
         if alpn == H3_ALPN:
@@ -174,15 +213,19 @@ async def serve(
     alpns: Sequence[str] = DEFAULT_ALPNS,
     idle_timeout: float | None = None,
     reuse_port: bool = False,
+    limits: SourceLimits | None = None,
+    retry: bool = False,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
 ) -> Server:
     """Listen on ``host:port`` (IPv4 or IPv6 literal or name; port 0 picks a free port, see
     ``Server.port``) for raw QUIC (``alpns``) and WebTransport (``h3``) connections.
     ``reuse_port`` sets SO_REUSEPORT, so several processes can share the port (moq-relay --workers).
+    ``limits``, ``retry`` and ``handshake_timeout``: see :class:`Server`.
 
     ``on_session(session)`` is called once per established session.  It may be a plain
     function or return an awaitable; the server runs the latter in a task it cancels on close.
     """
-    server = Server(credentials, on_session, alpns, idle_timeout)
+    server = Server(credentials, on_session, alpns, idle_timeout, limits, retry, handshake_timeout)
     await server._start(host, port, reuse_port)
     return server
 

@@ -11,6 +11,7 @@ instead; uvloop derives ``call_at`` delays from ``self.time()``, so timers keep 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -45,3 +46,13 @@ def run(main: Coroutine[Any, Any, T], *, use_uvloop: bool = True, debug: bool | 
     """Run ``main`` to completion on a new loop (``asyncio.Runner``) and return its result."""
     with asyncio.Runner(loop_factory=lambda: new_event_loop(use_uvloop), debug=debug) as runner:
         return runner.run(main)
+
+
+def settle_heap() -> None:
+    """Call once a long-running server has started: move everything allocated so far (modules,
+    classes, configuration: ~50k objects, ~25 ms per full collection on a small VM) out of the
+    garbage collector's reach, so that a full collection, which the churn of connections
+    triggers, scans only live session state instead of stalling the event loop for the whole
+    startup heap."""
+    gc.collect()
+    gc.freeze()

@@ -12,7 +12,9 @@ adds what a MoQ session needs on top of it and works around its gaps (aioquic 1.
   codes into the WebTransport application range and back (draft-ietf-webtrans-http3).
 * **Version negotiation**: ``wt-available-protocols`` / ``wt-protocol`` structured fields.
 
-The server accepts the extended CONNECT on any path; the session learns the path/authority.
+The server accepts the extended CONNECT on any path that passes :func:`moq.wire.path.check_path`
+(the rule of the raw-QUIC SETUP PATH): 400 for a malformed one, 404 for dot segments; the
+session learns the path/authority.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from aioquic.quic import events as qe
 from aioquic.quic.connection import stream_is_client_initiated, stream_is_unidirectional
 
 from ..token import redact
+from ..wire.path import NOT_FOUND, check_path
 from . import aioquic_seam as seam
 from .base import DatagramReceived, SessionClosed, StopSending, StreamData, StreamReset
 from .quic import ConnectionProtocol, SessionBase
@@ -358,8 +361,13 @@ class WebTransportSession(SessionBase):
         if offered and chosen is None:
             self._respond(sid, b"400")
             return
+        path = headers.get(b":path", b"/")
+        bad = check_path(path)  # the rule of the raw-QUIC SETUP PATH (moq.wire.path)
+        if bad is not None:
+            self._respond(sid, b"404" if bad[0] == NOT_FOUND else b"400")
+            return
         self.session_id = sid
-        self.path = headers.get(b":path", b"/").decode("utf-8", "replace")
+        self.path = path.decode("ascii")
         self.authority = headers.get(b":authority", b"").decode("utf-8", "replace")
         # Without wt-available-protocols the version is left to the MoQ SETUP exchange.
         self.protocol = chosen or ""
