@@ -469,12 +469,11 @@ class Viewer:
         """Set `lost` when the relay sent GOAWAY, closed the session or stopped answering (a killed
         relay sends nothing: QUIC alone would wait for its idle timeout)."""
         conn = self.conn
-        if self.lost is not None:
+        if self.lost is not None or conn.is_closed:  # a close ends the readers; run() tells why
             return
-        if conn.is_closed:
-            self.lost = "the relay closed the session"
-        elif conn.goaway is not None:
-            self.lost = "the relay is going away (GOAWAY)"
+        if conn.goaway is not None:
+            if not self._broadcast_over():
+                self.lost = "the relay is going away (GOAWAY)"
         else:
             probes = getattr(conn.transport, "unanswered_probes", None)
             if probes is None:
@@ -490,6 +489,10 @@ class Viewer:
                     abandon("relay unresponsive")
         if self.lost is not None:
             self._changed.set()
+
+    def _broadcast_over(self) -> bool:
+        """The publisher said it is done (its final catalog): a GOAWAY then is no reason to come back."""
+        return self.catalog is not None and self.catalog.is_complete
 
     async def _watch(self) -> None:
         live = [time.monotonic()]
@@ -545,10 +548,10 @@ class Viewer:
         finally:
             stopper.cancel()
             watcher.cancel()
-        if not interrupted and self._finished():  # the tracks "ended" because the session went away?
-            self._check_session([time.monotonic()])
-            if self.lost is None and any(r.failed and r.end_reason and r.end_reason.startswith("connection lost")
-                                         for r in self.readers.values()):
+        if not interrupted and self.lost is None and self._finished():  # ended because the session went away?
+            if self.conn.goaway is not None and not self._broadcast_over():
+                self.lost = "the relay is going away (GOAWAY)"
+            elif any(r.failed and (r.end_reason or "").startswith("connection lost") for r in self.readers.values()):
                 self.lost = "the connection was lost"
         return ViewResult(self.t0, time.monotonic(), interrupted, duration, self.stats, list(self.readers.values()))
 

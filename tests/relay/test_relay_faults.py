@@ -1,5 +1,5 @@
-"""Fault tests with real processes (issue 10): peers that vanish without closing (SIGKILL) and a
-relay restart.  The relays run with a short --peer-timeout, so a silent peer is dropped within
+"""Fault tests with real processes (issue 10): peers that vanish without closing (SIGKILL).  The
+relay restart under moq-publish and moq-view is in test_relay_restart.py.  The relays run with a short --peer-timeout, so a silent peer is dropped within
 seconds instead of QUIC's 60 s idle timeout (relay/liveness.py)."""
 
 from __future__ import annotations
@@ -182,35 +182,6 @@ def test_killed_subscriber_is_released_and_killed_publisher_resets_its_open_grou
             audio_viewer.kill()
             video_viewer.kill()
     assert released_after < 10 and done_after < 10, (released_after, done_after)
-
-
-@pytest.mark.timeout(90)
-def test_relay_killed_and_restarted_publisher_and_moq_view_reconnect(tmp_path):
-    """(c) SIGKILL the relay under a pinned moq-publish and a pinned moq-view; restart it with the
-    same --state-dir and port: both notice, reconnect, and the viewer receives newer groups."""
-    state = ("--state-dir", str(tmp_path / "state"))
-    with RelayProcess(*state) as relay, \
-            PublisherProcess(relay.url(), "live/c", *SMALL, "--gop", "0.5", fingerprint=relay.fingerprint) as pub:
-        assert pub.wait_log("connected", 20), pub.output()
-        viewer = ViewProcess(relay.url(), "live/c", "--track", "video", "--fingerprint", relay.fingerprint)
-        try:
-            wait_until(lambda: len(viewer.objects()) >= 10, 20, f"objects before the restart\n{viewer.err}")
-            relay.kill()
-            before = max(o["group"] for o in viewer.objects())
-            with RelayProcess("--bind", f"127.0.0.1:{relay.port}", *state) as again:
-                assert pub.wait_log("reconnected", 30), pub.output()
-                wait_until(lambda: "reconnected to" in viewer.err, 30, f"moq-view reconnecting\n{viewer.err}")
-                wait_until(lambda: any(o["group"] > before for o in viewer.objects()), 15,
-                           "objects after the restart")
-                viewer.proc.send_signal(signal.SIGINT)  # Ctrl-C after data: exit 0 with the summary
-                rc = viewer.wait(15)
-                assert again.alive()
-        finally:
-            viewer.kill()
-    assert "connection lost" in viewer.err, viewer.err
-    assert rc == 0, viewer.err[-3000:]
-    summary = viewer.lines[-1]
-    assert summary["summary"] and summary["objects"] == len(viewer.objects()) >= 11, summary  # before + after
 
 
 @pytest.mark.timeout(90)

@@ -1,11 +1,13 @@
 """A relay restart under real `moq-publish --fingerprint` and `moq-view` processes (issue 14 items 1
-and 7): the dev certificate kept in --state-dir keeps pinned clients working; a new certificate
-makes the pinned publisher give up with exit 3 within its bound, and certificate errors are one
-clear line each, never aioquic's raw log."""
+and 7, issue 10's "the relay restarts" fault): the dev certificate kept in --state-dir keeps pinned
+clients working across a SIGKILL and restart (both notice the silence and reconnect); a new
+certificate makes the pinned publisher and viewer give up with exit 3 within their bound, and
+certificate errors are one clear line each, never aioquic's raw log."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ import pytest
 from publisher.run import CERT_GRACE
 from tests.media.procs import PublisherProcess
 from tests.relay.relayproc import ROOT, RelayProcess, python_env
+from tests.relay.test_relay_faults import ViewProcess, wait_until
 
 SMALL = ("--input", "testsrc", "--size", "320x180", "--fps", "15", "--video-bitrate", "300k", "--gop", "0.5")
 RAW_AIOQUIC = "Error: 298"  # aioquic's own warning line, which used to leak to stderr
@@ -35,15 +38,27 @@ def test_restart_keeps_the_certificate_publisher_reconnects_and_a_new_viewer_pla
     with RelayProcess(*state) as relay, PublisherProcess(relay.url(), "live/rs", *SMALL,
                                                          fingerprint=relay.fingerprint) as pub:
         assert pub.wait_log("connected", 20), pub.output()
-        assert relay.stop() == 0, relay.log_tail()  # SIGTERM: GOAWAY, drain, exit
-        with RelayProcess("--bind", f"127.0.0.1:{relay.port}", *state) as again:
-            assert again.fingerprint == relay.fingerprint  # the same certificate, from the state dir
-            assert pub.wait_log("reconnected", 30), pub.output()
-            watched = view(again.url(), "--duration", "2", "--fingerprint", again.fingerprint)
-            assert watched.returncode == 0, watched.stderr
-            lines = [json.loads(line) for line in watched.stdout.splitlines()]
-            assert lines[-1]["summary"] and lines[-1]["objects"] >= 10, lines[-1]
-            assert pub.stop() == 0, pub.output()
+        running = ViewProcess(relay.url(), "live/rs", "--track", "video", "--fingerprint", relay.fingerprint)
+        try:
+            wait_until(lambda: len(running.objects()) >= 5, 20, f"objects before the restart\n{running.err}")
+            relay.kill()  # SIGKILL: no goodbye, both clients must notice the silence by themselves
+            before = max(o["group"] for o in running.objects())
+            with RelayProcess("--bind", f"127.0.0.1:{relay.port}", *state) as again:
+                assert again.fingerprint == relay.fingerprint  # the same certificate, from the state dir
+                assert pub.wait_log("reconnected", 30), pub.output()
+                watched = view(again.url(), "--duration", "2", "--fingerprint", again.fingerprint)
+                assert watched.returncode == 0, watched.stderr
+                lines = [json.loads(line) for line in watched.stdout.splitlines()]
+                assert lines[-1]["summary"] and lines[-1]["objects"] >= 10, lines[-1]
+                # the moq-view that was running noticed the silence and came back by itself
+                wait_until(lambda: any(o["group"] > before for o in running.objects()), 20,
+                           f"the running viewer after the restart\n{running.err}")
+                assert "no answer from the relay" in running.err and "reconnected to" in running.err, running.err
+                running.proc.send_signal(signal.SIGINT)
+                assert running.wait(15) == 0, running.err[-3000:]
+                assert pub.stop() == 0, pub.output()
+        finally:
+            running.kill()
     out = pub.stdout()
     assert "reconnects: 1" in out, out  # the exit summary
     assert RAW_AIOQUIC not in pub.stderr()
@@ -54,7 +69,9 @@ def test_new_certificate_pinned_publisher_exits_3_and_certificate_errors_are_one
     with RelayProcess("--state-dir", str(tmp_path / "a")) as relay, \
             PublisherProcess(relay.url(), "live/rs", *SMALL, fingerprint=relay.fingerprint) as pub:
         assert pub.wait_log("connected", 20), pub.output()
-        assert relay.stop() == 0
+        running = ViewProcess(relay.url(), "live/rs", "--track", "video", "--fingerprint", relay.fingerprint)
+        wait_until(lambda: len(running.objects()) >= 3, 20, f"objects at the viewer\n{running.err}")
+        assert relay.stop() == 0  # SIGTERM: GOAWAY to both
         lost = time.monotonic()
         with RelayProcess("--bind", f"127.0.0.1:{relay.port}", "--state-dir", str(tmp_path / "b")) as other:
             assert other.fingerprint != relay.fingerprint  # a fresh state dir: a new certificate
@@ -71,9 +88,17 @@ def test_new_certificate_pinned_publisher_exits_3_and_certificate_errors_are_one
                 p.stderr
             assert "connect_failed" not in p.stderr and RAW_AIOQUIC not in p.stderr, p.stderr  # no retries
             assert time.monotonic() - t < 10
-            # the pinned publisher retries for CERT_GRACE seconds, then gives up
+            # the pinned publisher and moq-view retry for CERT_GRACE seconds, then give up
             assert pub.wait(CERT_GRACE + 25) == 3, pub.output()
             assert time.monotonic() - lost < CERT_GRACE + 20
+            try:
+                assert running.wait(CERT_GRACE + 10) == 3, running.err[-3000:]
+            finally:
+                running.kill()
+            said = [line for line in running.err.splitlines() if line.startswith("moq-view: ")]
+            assert "GOAWAY" in said[0] and "reconnecting" in said[0], said
+            assert said[-1].startswith("moq-view: the relay at") and other.fingerprint in said[-1], said
+            assert f"not the pinned --fingerprint {relay.fingerprint}" in said[-1], said
     err = pub.stderr().strip().splitlines()
     assert err[-1].startswith("moq-publish: the relay at") and other.fingerprint in err[-1], err[-1]
     assert f"not the pinned --fingerprint {relay.fingerprint}" in err[-1] and "--state-dir" in err[-1]
