@@ -24,7 +24,7 @@ from moq.wire import control as c
 from moq.wire.data import FetchObject
 from moq.wire.types import GroupOrder, Parameters
 
-from .guard import public_reason, source_of
+from .guard import public_reason
 
 if TYPE_CHECKING:
     from .relay import Relay
@@ -94,7 +94,7 @@ class FetchRouter:
             if fetch.ok is not None:
                 self._start_answer(conn, rid, fetch)
             return
-        source = source_of(conn.transport.peer)
+        source = relay.upstream_source(conn)
         if not relay.limiter.start_upstream(source):
             relay.refuse_busy(conn, rid, "fetch")
             return
@@ -121,7 +121,7 @@ class FetchRouter:
             if conn.is_live(rid):
                 self.relay.refuse(conn, rid, code, reason, "fetch")
 
-    async def _run(self, upstream: Connection, fetch: UpstreamFetch, order: int | None, source: str) -> None:
+    async def _run(self, upstream: Connection, fetch: UpstreamFetch, order: int | None, source: str | None) -> None:
         (ns, name), start, end, _ = fetch.key
         try:
             try:

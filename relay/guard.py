@@ -137,13 +137,18 @@ class RequestLimiter:
         self.strikes.pop(session_key, None)
 
     # requests sent upstream on a downstream peer's behalf
-    def start_upstream(self, source: str) -> bool:
+    def start_upstream(self, source: str | None) -> bool:
+        """One more request waiting upstream for `source` (None: an exempt session), if allowed."""
+        if source is None:
+            return True
         if self.pending[source] >= self.pending_per_source:
             return False
         self.pending[source] += 1
         return True
 
-    def end_upstream(self, source: str) -> None:
+    def end_upstream(self, source: str | None) -> None:
+        if source is None:
+            return
         n = self.pending[source] - 1
         if n > 0:
             self.pending[source] = n

@@ -120,6 +120,7 @@ class Relay:
                                       config.max_upstream_requests_per_source, clock)
         self.negative = NegativeCache(config.negative_cache_ttl, clock)
         self.refusals = RefusalLog()
+        self.trusted: set[int] = set()  # id() of sessions exempt from the request limits (worker links)
         self.upstream: UpstreamLink | None = None
         self.drain_deadline: float | None = None  # loop time at which draining ends
         self._tasks: set[asyncio.Task] = set()
@@ -157,8 +158,21 @@ class Relay:
         self.refuse(conn, rid, RequestErrorCode.EXCESSIVE_LOAD, "too many requests waiting upstream", what,
                     "upstream_pending")
 
+    def upstream_source(self, conn: Connection) -> str | None:
+        """The key under which `conn`'s requests waiting upstream are capped (None: not capped)."""
+        if self._from_parent(conn) or id(conn) in self.trusted:
+            return None
+        return source_of(conn.transport.peer)
+
+    def trust(self, conn: Connection) -> None:
+        """Exempt a session from the request limits (a --workers link from another worker)."""
+        self.trusted.add(id(conn))
+
     def _admit(self, conn: Connection) -> str | None:
-        """None if the peer may make one more request (or update) now, else the refusal reason."""
+        """None if the peer may make one more request (or update) now, else the refusal reason.
+        Our --upstream parent and trusted links are not limited."""
+        if self._from_parent(conn) or id(conn) in self.trusted:
+            return None
         return self.limiter.admit(id(conn), source_of(conn.transport.peer))
 
     def _strike(self, conn: Connection) -> None:
@@ -217,7 +231,7 @@ class Relay:
             return
         self.connections.add(conn)
         msg, rid = event.message, event.request_id
-        limited = None if self._from_parent(conn) else self._admit(conn)
+        limited = self._admit(conn)
         if limited is not None:  # before any routing or authorization: a flood costs only its sender
             self.refuse(conn, rid, RequestErrorCode.EXCESSIVE_LOAD, "request rate limit", type(msg).__name__, limited)
             self._strike(conn)
@@ -248,7 +262,7 @@ class Relay:
         if not conn.is_live(event.request_id):
             return
         rt = self.downstream.get(key)
-        limited = None if self._from_parent(conn) else self._admit(conn)
+        limited = self._admit(conn)
         if limited is None:
             accept_update(conn, event, rt.sinks.get(key) if rt else None)
             return
@@ -306,6 +320,7 @@ class Relay:
         self.connections.discard(conn)
         cid = id(conn)
         self.limiter.forget(cid)
+        self.trusted.discard(cid)
         for key in [k for k in self.downstream if k[0] == cid]:
             self._detach(self.downstream.pop(key), key)
         for key in [k for k in self.ns_subs if k[0] == cid]:
@@ -346,7 +361,7 @@ class Relay:
         if upstream is conn:
             self._refuse(conn, rid, RequestErrorCode.DOES_NOT_EXIST, "the track's publisher is this session", what)
             return
-        source = source_of(conn.transport.peer)
+        source = self.upstream_source(conn)
         if not self.limiter.start_upstream(source):
             self.refuse_busy(conn, rid, what)
             return
@@ -355,7 +370,7 @@ class Relay:
         rt.source_conn = upstream
         self.spawn(self._open_upstream(rt, upstream, source))
 
-    async def _open_upstream(self, rt: RelayTrack, upstream: Connection, source: str) -> None:
+    async def _open_upstream(self, rt: RelayTrack, upstream: Connection, source: str | None) -> None:
         ns, name = rt.full_name
         try:
             sub = await upstream.subscribe(ns, name, listener=rt)
@@ -590,7 +605,7 @@ class Relay:
         if upstream is None or upstream is conn:
             self._refuse(conn, rid, RequestErrorCode.DOES_NOT_EXIST, "no publisher for this track", "track_status")
             return
-        source = source_of(conn.transport.peer)
+        source = self.upstream_source(conn)
         if not self.limiter.start_upstream(source):
             self.refuse_busy(conn, rid, "track_status")
             return
