@@ -15,10 +15,12 @@ always killed on exit of the `with` block, whatever happened.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,9 +46,15 @@ _HTTP = re.compile(r"http:\s+http://([^\s/]+):(\d+)/")
 _WORKERS = re.compile(r"workers:\s+(\d+) \(pids ([\d ]+)\)")  # --workers N > 1 only
 
 
+#: XDG_DATA_HOME of every process the tests start: a relay without --state-dir keeps its dev certificate
+#: here (one for the test run, shared by those relays) instead of in the user's ~/.local/share/moq-relay
+TEST_DATA_HOME = tempfile.mkdtemp(prefix="moq-test-data-")
+atexit.register(shutil.rmtree, TEST_DATA_HOME, True)
+
+
 def python_env() -> dict[str, str]:
     """Environment for our own tools run as processes (relay, moq-view)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_DATA_HOME": TEST_DATA_HOME}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 
