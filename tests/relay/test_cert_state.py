@@ -185,3 +185,27 @@ async def _fingerprint_endpoint(tmp_path, clock):
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_server_switches_certificate_for_new_connections():
+    """Rotation.on_switch installs the next certificate: new connections get it, open ones keep theirs."""
+    from moq import api
+    from moq.transport.tls import CertificateMismatch, ServerCredentials
+
+    async def main() -> None:
+        old, new = ServerCredentials.dev(), ServerCredentials.dev()
+        server = await api.serve("127.0.0.1", 0, credentials=old)
+        url = f"moqt://127.0.0.1:{server.port}/"
+        try:
+            before = await api.connect(url, fingerprint=old.fingerprint, timeout=5)
+            server.set_credentials(new)
+            after = await api.connect(url, fingerprint=new.fingerprint, timeout=5)
+            with pytest.raises(CertificateMismatch):
+                await api.connect(url, fingerprint=old.fingerprint, timeout=5)
+            assert not before.is_closed  # the switch does not touch established sessions
+            for conn in (before, after):
+                await conn.aclose()
+        finally:
+            await server.aclose()
+
+    asyncio.run(main())
