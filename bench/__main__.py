@@ -44,6 +44,7 @@ class Bench:
     def __init__(self, a: argparse.Namespace) -> None:
         self.a = a
         self.deadline = time.monotonic() + a.budget
+        self.machine = report.machine()  # with the load average before the run
         self.rows: list[dict] = []
         self.ceiling: dict | None = None
         self.g2g: list[dict] = []
@@ -131,14 +132,15 @@ class Bench:
 
     def output(self, mode: str, started: float) -> None:
         doc = {"mode": mode, "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-               "seconds": round(time.time() - started, 1), "machine": report.machine(),
+               "seconds": round(time.time() - started, 1), "machine": {**self.machine, "loadavg_end": report.loadavg()},
                "settings": {"warmup_s": self.a.warmup, "measure_s": self.a.measure},
                "load": self.rows, "ceiling": self.ceiling, "glass_to_glass": self.g2g, "moq_bench": self.ramps,
                "soak": self.soaks}
         path, png = report.write(doc, mode)
         m = doc["machine"]
         print(f"\n## moq relay benchmark ({mode}, {doc['started_utc']}, {m['cpus']} CPUs {m['cpu_model']}, "
-              f"{doc['seconds']:.0f} s)\n")
+              f"{doc['seconds']:.0f} s; load average {m['loadavg_start'][0]:.1f} before, {m['loadavg_end'][1]:.1f} "
+              "over the last 5 minutes)\n")
         print(report.load_table(self.rows))
         extra = report.other_tables(self.ceiling, self.g2g, self.ramps, self.soaks)
         if extra:

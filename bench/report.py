@@ -25,7 +25,12 @@ def machine() -> dict:
     except OSError:
         pass
     return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
-            "python": platform.python_version()}
+            "python": platform.python_version(), "loadavg_start": loadavg()}
+
+
+def loadavg() -> list[float]:
+    """1, 5 and 15-minute load averages: other work on a shared machine shows here."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _f(x, fmt: str = "{:,.1f}") -> str:
