@@ -259,21 +259,29 @@ class MoqQuicConnection(QuicConnection):
         return stream
 
     def _adopt(self, created: int) -> None:
-        """Give the streams aioquic just created (the last ones in its table) our hooks."""
+        """Give the streams aioquic just created (the last ones in its table) our hooks.  A hook
+        names its stream by id, not by reference: a stream holding a hook that holds the stream
+        is a reference cycle, and every stream (one per group and subscriber) would then be
+        freed only by the garbage collector's full collections, which stall the event loop."""
         streams = self._streams
         for stream in itertools.islice(reversed(dict.values(streams)), created):
+            sid = stream.stream_id
             stream.sender.moq_backlog = self.moq_backlog  # type: ignore[attr-defined]
-            stream.receiver.moq_hook = functools.partial(self._receiver_changed, stream)  # type: ignore[attr-defined]
-            stream.sender.moq_hook = functools.partial(self._sender_changed, stream)  # type: ignore[attr-defined]
+            stream.receiver.moq_hook = functools.partial(self._receiver_changed, sid)  # type: ignore[attr-defined]
+            stream.sender.moq_hook = functools.partial(self._sender_changed, sid)  # type: ignore[attr-defined]
 
-    def _receiver_changed(self, stream: QuicStream) -> None:
+    def _receiver_changed(self, sid: int) -> None:
+        stream = dict.get(self._streams, sid)
+        if stream is None:  # already discarded by aioquic
+            return
         self._streams.watch[stream] = None
         if stream.moq_parked and not _parkable(stream):  # type: ignore[attr-defined]
             stream.moq_parked = False  # type: ignore[attr-defined]
             self.__dict__["_streams_queue"].append(stream)
 
-    def _sender_changed(self, stream: QuicStream) -> None:
-        if stream.moq_parked and not _parkable(stream):  # type: ignore[attr-defined]
+    def _sender_changed(self, sid: int) -> None:
+        stream = dict.get(self._streams, sid)
+        if stream is not None and stream.moq_parked and not _parkable(stream):  # type: ignore[attr-defined]
             stream.moq_parked = False  # type: ignore[attr-defined]
             self.__dict__["_streams_queue"].append(stream)
 
@@ -339,6 +347,15 @@ def tune_connection(quic: QuicConnection) -> MoqQuicConnection:
 
 
 # --- probes ----------------------------------------------------------------------------------
+
+
+def release(quic: QuicConnection) -> None:
+    """The connection is over and will never be driven again: break its biggest reference
+    cycles (the frame-handler table of bound methods, our stream hooks), so most of it is freed
+    at once rather than left to a full garbage collection (a connection churn feeds those)."""
+    quic.__dict__.pop("_QuicConnection__frame_handlers", None)
+    for stream in dict.values(quic._streams):
+        stream.receiver.moq_hook = stream.sender.moq_hook = None  # type: ignore[attr-defined]
 
 
 def send_dropped(quic: QuicConnection, stream_id: int) -> bool:
@@ -439,6 +456,11 @@ class ListenerBase(QuicServer):
         self.incoming = addr
         super().datagram_received(data, addr)
 
+    def forget(self, protocol: QuicConnectionProtocol) -> None:
+        """Unregister a connection closed without aioquic's knowledge (aborted: no closing
+        period, so aioquic never reports its end and would keep routing to it forever)."""
+        self._connection_terminated(protocol)
+
     def _next_initial(self) -> None:
         queue = self.__dict__["moq_queued"]
         if not queue or self._transport is None or self._transport.is_closing():
@@ -538,6 +560,8 @@ def self_test() -> None:
                  "_write_ack_frame"):
         if not hasattr(quic, name):
             problems.append(f"QuicConnection.{name}")
+    if "_QuicConnection__frame_handlers" not in quic.__dict__:
+        problems.append("QuicConnection.__frame_handlers")
     for limit in ("_local_max_streams_bidi", "_local_max_streams_uni"):
         if hasattr(quic, limit) and not all(hasattr(getattr(quic, limit), a) for a in ("value", "sent")):
             problems.append(f"QuicConnection.{limit}.value/.sent")
@@ -564,6 +588,8 @@ def self_test() -> None:
     for name in ("_quic", "_loop", "_transport", "_timer", "_timer_at", "_transmit_task", "_closed"):
         if name not in assigned:
             problems.append(f"QuicConnectionProtocol.{name}")
+    if not hasattr(QuicServer, "_connection_terminated"):
+        problems.append("QuicServer._connection_terminated()")
     for name in ("_handle_timer", "_process_events", "transmit"):
         if not hasattr(QuicConnectionProtocol, name):
             problems.append(f"QuicConnectionProtocol.{name}()")

@@ -125,6 +125,8 @@ class Server:
         expiry.cancel()
         self._connections.discard(conn)
         self.limits.closed(source)
+        if conn.aborted and self._listener is not None and not self._closed:  # (close() drops them all)
+            self._listener.forget(conn)
 
     def _handshake_expired(self, conn: ConnectionProtocol) -> None:
         if not conn.ready.done() and not conn.dead:

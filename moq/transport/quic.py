@@ -358,6 +358,7 @@ class ConnectionProtocol(seam.ProtocolBase):
         self._early: list[qe.QuicEvent] = []
         self._keepalive: asyncio.TimerHandle | None = None
         self.on_terminated: list[Callable[[ConnectionProtocol], None]] = []
+        self.aborted = False
         self.last_received = self._loop.time()  # when the peer's last datagram arrived (silent_for)
 
     # --- called by apps -----------------------------------------------------------------
@@ -382,6 +383,7 @@ class ConnectionProtocol(seam.ProtocolBase):
             self.app.abort(error_code, reason)
         self.quic.close(error_code=error_code, reason_phrase=reason)
         self.transmit()
+        self.aborted = True  # aioquic never reports the end: a server must unregister it itself
         self._terminate(error_code, reason)
 
     def _terminate(self, error_code: int, reason: str) -> None:
@@ -403,6 +405,7 @@ class ConnectionProtocol(seam.ProtocolBase):
             self.ready.exception()  # mark retrieved; owners inspect ``failure``/``ready`` themselves
         for callback in self.on_terminated:
             callback(self)
+        seam.release(self.quic)  # never driven again (datagrams and timers check `dead`)
         if self._owns_transport and self.udp_transport is not None:
             if self.sender is not None:
                 self.sender.close()

@@ -193,3 +193,69 @@ def test_bad_paths_are_refused_on_both_transports(path: str) -> None:
             await server.aclose()
 
     run_async(main())
+
+
+def test_an_expired_handshake_leaves_nothing_behind() -> None:
+    """Aborted connections (no closing period) are unregistered from the listener too."""
+    async def main() -> None:
+        server = await serve("127.0.0.1", 0, CREDS, lambda s: None, handshake_timeout=0.2)
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("127.0.0.1", 0))
+            for _ in range(5):
+                sock.sendto(_initial(server.port), ("127.0.0.1", server.port))
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if server.limits.refused[HANDSHAKE_TIMEOUT] == 5:
+                    break
+            sock.close()
+            assert server.limits.refused[HANDSHAKE_TIMEOUT] == 5
+            assert server._listener._protocols == {}  # aioquic would route to (and keep) them forever
+        finally:
+            await server.aclose()
+
+    run_async(main())
+
+
+def test_finished_streams_are_freed_without_the_garbage_collector() -> None:
+    """A stream per group and subscriber: none may be left to the cyclic GC, whose full
+    collections stall the event loop (each stream's seam hooks once referenced the stream)."""
+    import gc
+
+    from moq.transport.base import StreamData
+
+    async def main() -> None:
+        got: list[int] = []
+
+        def on_session(session) -> None:
+            session.set_handler(lambda e: got.append(e.stream_id) if isinstance(e, StreamData) and e.end_stream
+                                else None)
+
+        server = await serve("127.0.0.1", 0, CREDS, on_session)
+        client = await connect(f"moqt://127.0.0.1:{server.port}/", insecure=True)
+        try:
+            for _ in range(5):  # warm up
+                client.send_stream_data(client.open_stream(True), b"x" * 100, end_stream=True)
+            await asyncio.sleep(0.3)
+            gc.collect()
+            gc.disable()
+            for _ in range(200):
+                client.send_stream_data(client.open_stream(True), b"x" * 1000, end_stream=True)
+                await asyncio.sleep(0.002)
+            for _ in range(100):
+                if len(got) >= 205:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # the last acknowledgements
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            leaked = sum(1 for o in gc.garbage if type(o).__name__ == "QuicStream")
+            assert len(got) >= 205 and leaked == 0, (len(got), leaked)
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+            client.close()
+            await server.aclose()
+
+    run_async(main())
