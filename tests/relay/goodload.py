@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import struct
 import sys
 import time
@@ -28,8 +29,9 @@ def emit(obj: dict) -> None:
 
 
 def percentile(values: list[float], q: float) -> float:
+    """Nearest rank (as viewer.stats): p99 of 100 samples is the second largest."""
     values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))] if values else float("inf")
+    return values[max(1, math.ceil(q * len(values))) - 1] if values else float("inf")
 
 
 async def main(a: argparse.Namespace) -> None:

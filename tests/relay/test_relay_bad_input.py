@@ -37,16 +37,16 @@ from moq.wire.varint import encode_varint
 
 from .relayproc import ROOT, RelayProcess, connect, frame, python_env, wait_until
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
 
 MAX_OBJECT = 65_536
-MAX_REQUESTS = 40  # --max-requests-per-session: concurrently open requests of one session
+MAX_REQUESTS = 16  # --max-requests-per-session: concurrently open requests of one session
 PEERS = 3  # bad peers per case
 STAGGER = 0.06  # seconds between two bad peers' starts: the input is the test, not a burst of handshakes
 RATE = 100  # good objects per second
 P99_MS = 50.0
 RSS_GROWTH_KB = 40_000
-MACHINE_RETRIES = 3
+MACHINE_RETRIES = 5
 PV, BAD_ID, KVP = SessionErrorCode.PROTOCOL_VIOLATION, SessionErrorCode.INVALID_REQUEST_ID, \
     SessionErrorCode.KEY_VALUE_FORMATTING_ERROR
 
@@ -139,14 +139,14 @@ class Peer:
 
     async def setup(self) -> None:
         self.send_control(SETUP)
-        await asyncio.wait_for(self.relay_setup, 10)
+        await asyncio.wait_for(self.relay_setup, 20)
 
     def request(self, data: bytes, fin: bool = False) -> int:
         sid = self.t.open_stream(False)
         self.t.send_stream_data(sid, data, fin)
         return sid
 
-    async def close_code(self, timeout: float = 10.0) -> int:
+    async def close_code(self, timeout: float = 20.0) -> int:
         return (await asyncio.wait_for(self.closed, timeout)).error_code
 
     def close(self) -> None:
@@ -159,7 +159,7 @@ async def survive(relay: RelayProcess, load: GoodLoad, name: str, attack, *args)
     rss0 = relay.rss_kb()
     first = load.ask("mark")["seq"]
     t0 = time.monotonic()
-    await asyncio.wait_for(attack(*args), 30)
+    await asyncio.wait_for(attack(*args), 45)
     await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))  # at least a second of load
     last = load.ask("mark")["seq"]
     report = load.ask(f"report {first} {last}")
@@ -300,13 +300,13 @@ def test_request_id_abuse(relay):
         try:
             await peer.setup()
             sids = [peer.request(c.SubscribeNamespace(2 * i, ns + (b"p%d" % i,)).encode())
-                    for i in range(MAX_REQUESTS + 20)]
+                    for i in range(MAX_REQUESTS + 10)]
 
             def answers() -> list:
                 return [peer.messages.get(s, [None])[0] for s in sids]
-            await wait_until(lambda: all(a is not None for a in answers()), timeout=10, what="every answer")
+            await wait_until(lambda: all(a is not None for a in answers()), timeout=20, what="every answer")
             codes = [a.error_code if isinstance(a, c.RequestError) else "ok" for a in answers()]
-            assert codes.count(RequestErrorCode.EXCESSIVE_LOAD) >= 20 and "ok" in codes, codes
+            assert codes.count(RequestErrorCode.EXCESSIVE_LOAD) >= 10 and "ok" in codes, codes
             assert not peer.closed.done()
         finally:
             peer.close()
@@ -345,12 +345,12 @@ def test_objects_over_max_object_size(relay):
             await bad.setup()
             bad.request(c.PublishNamespace(0, ns).encode())
             await wait_until(lambda: any(isinstance(m, c.RequestOk) for ms in bad.messages.values() for m in ms),
-                             timeout=10, what="PUBLISH_NAMESPACE's REQUEST_OK")
+                             timeout=20, what="PUBLISH_NAMESPACE's REQUEST_OK")
             sub_task = asyncio.create_task(viewer.subscribe(ns, b"t"))
 
             def upstream_subscribe() -> int | None:
                 return next((sid for sid, ms in bad.messages.items() if ms and isinstance(ms[0], c.Subscribe)), None)
-            await wait_until(lambda: upstream_subscribe() is not None, timeout=10, what="the relay's SUBSCRIBE")
+            await wait_until(lambda: upstream_subscribe() is not None, timeout=20, what="the relay's SUBSCRIBE")
             bad.t.send_stream_data(upstream_subscribe(), c.SubscribeOk(7).encode())
             streams = []
             for group, size in enumerate((MAX_OBJECT + 1, 1 << 62)):
@@ -358,7 +358,7 @@ def test_objects_over_max_object_size(relay):
                 head = SubgroupHeader(7, group).encode() + encode_subgroup_object(None, 0, size)
                 bad.t.send_stream_data(sid, head + bytes(4096))
                 streams.append(sid)
-            await wait_until(lambda: all(s in bad.stopped for s in streams), timeout=10, what="STOP_SENDING")
+            await wait_until(lambda: all(s in bad.stopped for s in streams), timeout=20, what="STOP_SENDING")
             assert [bad.stopped[s] for s in streams] == [StreamResetCode.EXCESSIVE_LOAD] * 2
             sub = await sub_task
             assert sub is not None and not bad.closed.done() and not viewer.is_closed
