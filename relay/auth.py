@@ -123,12 +123,15 @@ class Authorizer:
                 raise ValueError(f"environment {ENV_SECRET}: {exc}") from None
         if keys and env.get(ENV_INTERNAL):  # workers of one --workers relay trust each other's links
             keys.append(tk.Key.secret(env[ENV_INTERNAL].encode(), kid=INTERNAL_KID))
-        return cls(keys, cfg.public if keys else (), **kw)
+        return cls(keys, cfg.public, **kw)
 
     def log_mode(self) -> None:
         if not self.enabled:
             log.warning("auth_disabled", detail="no --auth-key/--auth-secret-file: anyone may publish and watch "
                         "any namespace")
+            if self.public:
+                log.warning("public_ignored", detail="--public needs authorization on (--auth-key or "
+                            "--auth-secret-file): everything is public already")
         else:
             log.info("auth_enabled", keys=len(self.keys), public=[p or "(all)" for p in self.public])
 
