@@ -18,9 +18,11 @@ AUTH_TOKEN_CACHE_OVERFLOW and one that uses an alias with UNKNOWN_AUTH_TOKEN_ALI
 Expiry: the session closes with EXPIRED_AUTH_TOKEN when the earliest `exp` of the tokens it relies
 on passes (SETUP tokens, and per-request tokens that were needed), even if valid at connect.
 
-Publishing over someone else (`Takeover`): with authorization on, a session whose token allows a
-namespace or track that another live session publishes replaces it; without, the relay keeps its
-old behaviour and logs a warning naming both peers.  Tokens never reach a log line or an error reason.
+Publishing over someone else (`namespace_takeover`, `track_takeover`): with authorization on, a
+session whose token allows a namespace or track that another live session publishes replaces it
+(the relay cancels the older PUBLISH_NAMESPACE and ends the tracks it fed with PUBLISH_DONE);
+without, the relay keeps its old behaviour and logs a warning naming both peers.  Tokens never
+reach a log line or an error reason.
 """
 
 from __future__ import annotations
