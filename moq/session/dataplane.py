@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 _location = tuple.__new__
 RETIRED_ALIASES = 1024
 HELD_DATAGRAMS = 256
+#: bytes a held object counts for beyond its payload (what Python spends on one): without it a
+#: stream of empty objects (3 bytes each) for an unknown alias was held 35x over, unrefused
+HELD_ITEM_COST = 100
 
 
 PRIORITY_OBJECTS = 2
@@ -232,7 +235,7 @@ class DataPlane:
         req = st.req
         if req is None:  # alias not known yet: hold, bounded
             st.held.extend(items)
-            size = sum(len(i.payload) for i in items)
+            size = sum(len(i.payload) for i in items) + HELD_ITEM_COST * len(items)
             st.held_bytes += size
             self._held_bytes += size
             if self._held_bytes > self.config.max_alias_wait_bytes:

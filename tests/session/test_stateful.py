@@ -441,3 +441,20 @@ def test_fetch_stream_with_an_object_over_max_object_size_ends_the_fetch() -> No
     assert any(isinstance(a, ev.StopSending) and a.stream_id == sid and a.error_code == StreamResetCode.EXCESSIVE_LOAD
                for a in p.take(p.client))
     assert p.client.closed is None
+
+
+def test_empty_objects_held_for_an_unknown_alias_count_against_the_bound() -> None:
+    """Objects of a stream whose Track Alias is not known yet are held, up to
+    max_alias_wait_bytes; only payload bytes counted, so a stream of empty objects (3 bytes
+    each) was held without limit: 900 kB became 31 MB of Python objects, never refused."""
+    from moq.errors import StreamResetCode
+    from moq.wire.data import SubgroupHeader
+
+    p = Pair(client_config=SessionConfig(path="/moq", max_alias_wait_bytes=1 << 20))
+    sid = p.fresh_uni(p.server)
+    p.client.receive_stream_data(sid, SubgroupHeader(99, 0).encode())
+    for _ in range(30):
+        p.client.receive_stream_data(sid, b"\x00\x00\x00" * 10_000)  # Normal, no payload
+    assert [a.error_code for a in p.take(p.client) if isinstance(a, ev.StopSending) and a.stream_id == sid] == [
+        StreamResetCode.EXCESSIVE_LOAD]
+    assert p.client.closed is None
