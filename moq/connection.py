@@ -248,6 +248,8 @@ class Connection:
                 st.finish(None if e.reset_code is None else ConnectionResetError(f"fetch stream reset {e.reset_code:#x}"))
             elif isinstance(st, Subscription):
                 st.streams_ended += 1
+                if e.reset_code is not None:
+                    st.resets.append((e.group_id, e.subgroup_id, e.reset_code))
                 if st.listener is not None:
                     st.listener.on_stream_end(e)
                 st.maybe_finish()

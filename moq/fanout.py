@@ -4,16 +4,24 @@ The relay's hot path.  Per object and subscriber: one dict lookup for the subgro
 stream, the object's fields encoded once for all subscribers in step (memoized on the
 object), the payload passed by reference, no flush (the connection flushes once per
 loop turn).  When the subscriber's connection falls
-behind (its unsent backlog exceeds `max_backlog`), whole late groups are dropped for
+behind (its unsent backlog exceeds its limit), whole late groups are dropped for
 it: their streams are reset (so the receiver knows objects are missing, never a
 silently truncated object) and the rest of those groups is skipped, which keeps its
 latency and the relay's memory bounded without touching other subscribers.
+
+The limit is `backlog_seconds` of what the connection carries (the bitrates of the
+tracks it receives, as the backlog probe is per connection), at least `max_backlog`:
+at 27 Mbit/s one key frame alone is more than a fixed 2 MiB, and a fast subscriber
+must not lose the group it opens (nor the audio group that opens behind it).  Each
+track's bitrate is a running estimate from its byte counter, sampled when a sink
+opens a group: no per-object work.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from weakref import WeakKeyDictionary, WeakSet
 
 from .connection import Connection
 from .errors import PublishDoneCode, StreamResetCode
@@ -21,6 +29,40 @@ from .model.track import CachedObject, Track
 from .wire.types import FilterType, Location, Parameters
 
 DEFAULT_MAX_BACKLOG = 2 << 20
+DEFAULT_BACKLOG_SECONDS = 2.0
+RATE_WINDOW = 1.0  # seconds between bitrate samples of a track
+
+
+class TrackRate:
+    """A track's bitrate (bytes/s), O(1): its byte counter sampled at most once per window
+    (when a sink opens a group).  It rises at once with a burst (a key frame counts from the
+    first sample on) and halves per window when the track slows down."""
+
+    __slots__ = ("t0", "b0", "rate")
+
+    def __init__(self, now: float, bytes_in: int) -> None:
+        self.t0, self.b0, self.rate = now, bytes_in, 0.0
+
+    def estimate(self, now: float, bytes_in: int) -> float:
+        dt = now - self.t0
+        current = (bytes_in - self.b0) / max(dt, RATE_WINDOW)
+        if dt >= RATE_WINDOW:
+            self.rate = max(current, self.rate / 2)
+            self.t0, self.b0 = now, bytes_in
+        return max(self.rate, current)
+
+
+_rates: WeakKeyDictionary[Track, TrackRate] = WeakKeyDictionary()
+_conn_tracks: WeakKeyDictionary[Connection, WeakSet[Track]] = WeakKeyDictionary()
+
+
+def track_rate(track: Track, now: float, just_written: int = 0) -> float:
+    """The running bitrate estimate of `track`, bytes/s (`just_written`: the bytes of the
+    object being forwarded, counted in the first window)."""
+    r = _rates.get(track)
+    if r is None:
+        r = _rates[track] = TrackRate(now, track.bytes_in - just_written)
+    return r.estimate(now, track.bytes_in)
 
 
 def subscription_start(track: Track, params: Parameters) -> tuple[Location, int | None] | str:
@@ -58,7 +100,8 @@ class SubscriberSink:
     start: Location
     end_group: int | None = None
     joining: Location | None = None  # Largest Location in SUBSCRIBE_OK (§ Joining Fetches)
-    max_backlog: int = DEFAULT_MAX_BACKLOG
+    max_backlog: int = DEFAULT_MAX_BACKLOG  # the floor of the backlog limit; <= 0: no limit
+    backlog_seconds: float = DEFAULT_BACKLOG_SECONDS
     on_drop: Callable[[int], None] | None = None  # count of groups dropped, for metrics
     forward: bool = True
     subscriber_priority: int = 128
@@ -67,12 +110,18 @@ class SubscriberSink:
     dropped_groups: int = 0
     sent_objects: int = 0
     ended: bool = False  # PUBLISH_DONE sent: nothing more goes out
+    limit: int = field(init=False)  # the backlog limit now (bytes), updated when a group opens
     _backlog: Callable[[], int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.data = self.conn.data
         probe = getattr(self.conn.transport, "send_backlog", None)
         self._backlog = probe if probe is not None else _no_backlog
+        self.limit = self.max_backlog
+        tracks = _conn_tracks.get(self.conn)
+        if tracks is None:
+            tracks = _conn_tracks[self.conn] = WeakSet()
+        self._conn_tracks = tracks
 
     def update(self, params: Parameters) -> None:
         """The subscriber's new parameters (SUBSCRIBE, PUBLISH_OK or REQUEST_UPDATE):
@@ -105,7 +154,7 @@ class SubscriberSink:
         key = (g, obj.subgroup_id)
         sid = self.streams.get(key)
         if sid is not None:
-            if self.max_backlog > 0 and self._backlog() > 4 * self.max_backlog:  # one huge late group: give it up
+            if self.max_backlog > 0 and self._backlog() > 4 * self.limit:  # one huge late group: give it up
                 self._drop_group(g)
                 return False
             if self.data.send_object(sid, obj.object_id, obj.payload, status=obj.status, properties=obj.properties,
@@ -113,7 +162,7 @@ class SubscriberSink:
                 self.sent_objects += 1
                 return True
         # a new subgroup stream (or the old one was stopped by the subscriber)
-        if not self.conn.is_live(self.request_id) or not self._admit_group(g):
+        if not self.conn.is_live(self.request_id) or not self._admit_group(track, obj):
             return False
         sid = self.data.open_subgroup(self.request_id, g, obj.subgroup_id, has_properties=True,
                                       publisher_priority=obj.priority, first_object=obj.object_id == 0)
@@ -123,13 +172,25 @@ class SubscriberSink:
         self.sent_objects += 1
         return True
 
-    def _admit_group(self, group_id: int) -> bool:
+    def _update_limit(self, track: Track, obj: CachedObject) -> None:
+        """`backlog_seconds` of every track this connection receives, at least `max_backlog`."""
+        now = self.conn.loop.time()
+        tracks = self._conn_tracks
+        tracks.add(track)
+        rate = sum(track_rate(t, now, len(obj.payload) if t is track else 0) for t in tracks)
+        self.limit = max(self.max_backlog, int(rate * self.backlog_seconds))
+
+    def _admit_group(self, track: Track, obj: CachedObject) -> bool:
         """Before opening a stream: if the subscriber is behind, drop its older groups and
         start this one; with no older group left to drop, drop this one too.  (The resets
         reach the transport at the end of this loop turn, so the backlog probe cannot see
         their effect yet: one probe per stream opened.)"""
-        if self.max_backlog <= 0 or self._backlog() <= self.max_backlog:
+        if self.max_backlog <= 0:
             return True
+        self._update_limit(track, obj)
+        if self._backlog() <= self.limit:
+            return True
+        group_id = obj.group_id
         older = sorted({g for g, _ in self.streams if g < group_id})
         for old in older:
             self._drop_group(old)

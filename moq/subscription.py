@@ -136,6 +136,9 @@ class Subscription(ObjectStream):
     track_properties: tuple = ()
     done: ev.PublishDoneReceived | None = None
     streams_ended: int = 0
+    #: subgroup streams that ended in a reset (or that we abandoned): (group, subgroup, code),
+    #: the latest ones; the objects after the last one received are lost
+    resets: deque = field(default_factory=lambda: deque(maxlen=1024))
 
     @property
     def largest(self) -> Location | None:

@@ -99,7 +99,11 @@ class RelayConfig:
     cache_groups_per_track: int = _opt(4, "int", "latest groups kept per track (0 disables caching)", "limits")
     max_object_size: int = _opt(16 * MiB, "size", "largest object payload accepted, bytes", "limits")
     subscriber_queue_bytes: int = _opt(2 * MiB, "size", "send backlog per subscriber before late groups are "
-                                       "dropped, bytes", "limits")
+                                       "dropped, bytes: the floor of --subscriber-queue-seconds", "limits")
+    subscriber_queue_seconds: float = _opt(2.0, "float", "send backlog per subscriber before late groups are "
+                                           "dropped, in seconds of the bitrate of the tracks it receives (a "
+                                           "27 Mbit/s key frame alone is over 2 MiB); 0: the bytes floor only",
+                                           "limits")
     upstream_token: str | None = _opt(None, "optstr", "token (JWT) the --upstream link presents in SETUP; prefer "
                                       "the environment variable, a command line is visible to local users",
                                       shown="none")

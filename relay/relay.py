@@ -420,7 +420,7 @@ class Relay:
         conn.accept_subscribe(rid, largest=largest, track_properties=rt.track.properties)
         sink = SubscriberSink(conn, rid, start, end_group, joining=largest,
                               max_backlog=self.config.subscriber_queue_bytes, on_drop=self.metrics.dropped_groups.inc,
-                              **sink_state(params))
+                              backlog_seconds=self.config.subscriber_queue_seconds, **sink_state(params))
         key = (id(conn), rid)
         rt.sinks[key] = sink
         self.downstream[key] = rt
@@ -506,6 +506,7 @@ class Relay:
         rid = conn.publish(ns, name, Parameters(largest_object=largest), rt.track.properties)
         start = Location(largest.group, largest.object + 1) if largest else Location(0, 0)
         sink = SubscriberSink(conn, rid, start, joining=largest, max_backlog=self.config.subscriber_queue_bytes,
+                              backlog_seconds=self.config.subscriber_queue_seconds,
                               on_drop=self.metrics.dropped_groups.inc)
         key = (id(conn), rid)
         rt.sinks[key] = sink

@@ -16,16 +16,19 @@ from moq.log import configure_logging
 from moq.media.catalog import CatalogTrack
 from moq.transport.endpoint import parse_url
 from moq.transport.loop import run
+from moq.transport.tls import normalize_fingerprint
 
 from .mp4 import MediaInfo, Mp4Writer
 from .stats import format_bitrate
-from .subscribe import EXIT_NO_DATA, EXIT_OK, Received, Viewer, ViewError, ViewResult, connect, reconnect
+from .subscribe import AUTO, EXIT_NO_DATA, EXIT_OK, Received, Viewer, ViewError, ViewResult, connect, reconnect
 
 EXIT_OUTPUT = 1
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 EPILOG = """\
 tracks:
+  (no --track)    the media tracks the catalog lists (it says which); without a catalog, video
   video, audio    the publisher's default track names (the catalog is read alongside, when there is one)
   catalog         the MSF catalog: SUBSCRIBE + joining FETCH, so the latest complete catalog comes first
   all             the catalog and every track it lists (video and audio when there is no catalog)
@@ -36,23 +39,34 @@ tracks:
   (latency = now - the LOC capture timestamp; null without one, e.g. catalog objects)
 and on exit:
   {"summary": true, "objects": N, "groups": G, "gaps": K, "latency_ms_p50": X, "latency_ms_p99": Y}
-  (gaps = missing object ids inside groups + missing group ids between received groups, per track)
+  (gaps = lost media: subgroup streams reset (by the relay, e.g. a late group dropped, or upstream)
+  + missing group ids between received groups + missing object ids inside groups; stderr says
+  which), and one row per gap, a reset as it happens, the others before the summary:
+  {"track": T, "group": G, "subgroup": S, "gap": "reset", "code": C}
+  {"track": T, "group": G, "gap": "missing"}
+  {"track": T, "group": G, "gap": "objects", "missing": N}
 
-exit status:
+exit status (the rule: 0 means media arrived for all of --duration, or, without it, until
+every track ended; a broadcast that is over earlier, however it says so, is 5; gaps are reported,
+not an error):
   0  data received for the whole duration (or until the tracks ended, without --duration, or Ctrl-C)
   1  the --output file could not be written
-  2  bad command line
+  2  bad command line (a bad --fingerprint, --duration, URL, or an --output extension other than
+     .mp4, .m4v, .mov or .mkv)
   3  cannot reach the relay, its TLS certificate is untrusted or not the --fingerprint one, no answer
      from it, or it went away and did not come back within 30 s (a lost session is resumed:
      GOAWAY, a restart or a silent relay lead to reconnecting with backoff and subscribing again)
   4  unknown namespace or track (the subscription was refused)
-  5  no or insufficient data: nothing received, a track ended before --duration was over,
-     a media track stalled, or no video key frame to start the recording
+  5  no or insufficient data: nothing received, a track ended (PUBLISH_DONE) or the catalog said the
+     broadcast is complete before --duration was over, a media track stalled, or no video key
+     frame to start the recording
   130  interrupted before the subscriptions were set up
 
---output starts the file at a key frame: a recorded video track also gets a joining FETCH of
-its current group, so the recording begins at once; those objects are older than the live
-ones (up to one GOP), and their latency_ms says so.
+--output (MP4, or Matroska for .mkv) starts the file at a key frame: a recorded video track
+also gets a joining FETCH of its current group, and a recorded audio track of its last groups,
+so the recording begins at once with both; those objects are older than the live ones (up to
+one GOP), and their latency_ms says so.  Audio lost in a gap is filled with silence, so audio
+and video stay in step after it.
 """
 
 
@@ -61,13 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("url", help="relay URL: moqt://host:port/path (raw QUIC) or https://host:port/path (WebTransport)")
     p.add_argument("--namespace", required=True, help="track namespace, e.g. live/demo")
-    p.add_argument("--track", default="video", metavar="video|audio|catalog|all|NAME",
-                   help="what to subscribe to (default video)")
+    p.add_argument("--track", metavar="video|audio|catalog|all|NAME",
+                   help="what to subscribe to (default: the media tracks the catalog lists, else video)")
     p.add_argument("--duration", type=float, metavar="SEC",
                    help="stop after SEC seconds (default: until the tracks end or Ctrl-C)")
     p.add_argument("--json", action="store_true", help="print one JSON line per object and a summary line")
     p.add_argument("--output", metavar="FILE.mp4",
-                   help="record the received audio/video into an MP4 file (no re-encoding; starts at a key frame)")
+                   help="record the received audio/video into an MP4 (or .mkv: Matroska) file (no re-encoding; "
+                        "starts at a key frame)")
     add_tls_client_options(p)
     add_token_option(p)
     add_logging_options(p)
@@ -103,6 +118,14 @@ class Output:
             except BrokenPipeError:
                 self.broken = True
 
+    def on_gap(self, row: dict) -> None:
+        if self.json and not self.broken:
+            try:
+                sys.stdout.write(json.dumps(row) + "\n")
+                sys.stdout.flush()
+            except BrokenPipeError:
+                self.broken = True
+
     def on_media(self, rx: Received) -> None:
         if self.writer is not None:
             self.writer.add(rx.track, rx.payload, rx.props, rx.arrival_us)
@@ -120,6 +143,9 @@ class Output:
             return
         with contextlib.suppress(BrokenPipeError):
             if self.json:
+                for t in result.stats.tracks.values():
+                    for row in t.gap_rows():
+                        print(json.dumps(row))
                 print(json.dumps(result.stats.summary()), flush=True)
                 return
             total = sum(t.bytes for t in result.stats.tracks.values())
@@ -142,9 +168,9 @@ async def view(args: argparse.Namespace) -> int:
     except ViewError as exc:
         err(exc.message)
         return exc.code
-    viewer = Viewer(conn, args.namespace, args.track, join_video=out.writer is not None, on_object=out.on_object,
-                    on_media=out.on_media, on_track=out.on_track,
-                    on_track_failed=out.on_track_failed, on_warning=lambda m: err(f"warning: {m}"))
+    viewer = Viewer(conn, args.namespace, args.track or AUTO, join_video=out.writer is not None,
+                    on_object=out.on_object, on_media=out.on_media, on_track=out.on_track,
+                    on_track_failed=out.on_track_failed, on_warning=lambda m: err(f"warning: {m}"), on_gap=out.on_gap)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = []
@@ -165,6 +191,8 @@ async def view(args: argparse.Namespace) -> int:
             err("interrupted")
             return EXIT_INTERRUPTED
         starting.result()  # raises ViewError
+        if viewer.chosen:
+            err(f"tracks: {', '.join(viewer.chosen)} (from the catalog; choose with --track)")
         result = await viewer.run(args.duration, stop)
         deadline = None if args.duration is None else viewer.t0 + args.duration
         while viewer.lost is not None and not stop.is_set():  # the relay restarted or vanished: go back
@@ -182,6 +210,9 @@ async def view(args: argparse.Namespace) -> int:
         for sig in signals:
             loop.remove_signal_handler(sig)
     out.summary(args, result)
+    for t in result.stats.tracks.values():
+        if (gaps := t.describe_gaps()) is not None:
+            err(f"warning: {gaps}")
     code = EXIT_OK
     for problem in result.problems():
         err(problem)
@@ -210,6 +241,14 @@ def main(argv: list[str] | None = None) -> int:
         parse_url(args.url)
     except ValueError as exc:
         parser.error(str(exc))
+    try:  # one line, like moq-publish
+        if args.fingerprint:
+            normalize_fingerprint(args.fingerprint)
+        if args.output and Mp4Writer.container_format(args.output) is None:
+            raise ValueError(f"--output {args.output}: unsupported extension; use .mp4, .m4v, .mov or .mkv")
+    except ValueError as exc:
+        err(f"--fingerprint: {exc}" if args.fingerprint and "fingerprint" in str(exc) else str(exc))
+        return EXIT_USAGE
     configure_logging(args.log_format, args.log_level)
     try:
         return run(view(args))

@@ -11,6 +11,12 @@
   for Opus).  ADTS headers on AAC frames are stripped.
 * Timestamps: pts = dts = LOC capture time − the first video key frame's (µs time base);
   audio captured before that is dropped so both tracks start together.
+* Gaps (groups lost on the way): video keeps its timestamps (the frame before a gap is shown
+  until the next key frame); audio has no such thing, a player plays packets back to back, so
+  a gap is filled with silent packets (made once by an encoder of the track's codec) and the
+  audio after it stays in step with the video; so is the start, when the first audio came
+  after the first video key frame.
+* The container follows the file's extension: MP4 (.mp4, .m4v), QuickTime (.mov), Matroska (.mkv).
 
 The header is written once every expected track has what it needs (or after 3 s of media,
 10 s if a track not ready yet is receiving objects, without the tracks that are not ready;
@@ -32,6 +38,10 @@ from moq.media.h264 import NAL_AUD, NAL_PPS, NAL_SPS, AvcConfig, H264Error, is_k
 from moq.media.loc import LocProperties
 
 TIME_BASE = Fraction(1, 1_000_000)
+FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+AUDIO_GAP = 2.5  # an audio packet this many packet durations after the previous one follows a gap
+MAX_FILL_US = 30_000_000  # longer audio gaps are left as they are
+START_SILENCE_US = 50_000  # audio that starts later than this after the first video key frame is preceded by silence
 # media buffered before the header is written without the tracks that are not ready yet:
 START_WAIT_US = 3_000_000  # ... when such a track has sent nothing at all
 START_WAIT_ACTIVE_US = 10_000_000  # ... when it is sending, but no key frame yet (a long GOP)
@@ -65,6 +75,9 @@ class _Track:
     written: int = 0
     dropped: int = 0  # before the first key frame, before the start, or after the header without a stream
     adjusted: int = 0  # timestamps moved forward to keep decode order monotonic
+    frame_us: int | None = None  # audio: the packet duration seen (gap detection)
+    silence: tuple[bytes, int] | None = None  # audio: a silent packet and its duration (µs)
+    filled: int = 0  # silent packets written into gaps
 
     @property
     def ready(self) -> bool:
@@ -97,6 +110,11 @@ class Mp4Writer:
         self.closed = False
         self.error: str | None = None
         self.warnings: list[str] = []
+
+    @staticmethod
+    def container_format(path: str) -> str | None:
+        """The muxer for the file's extension, None when we cannot write that kind of file."""
+        return FORMATS.get(os.path.splitext(path)[1].lower())
 
     @staticmethod
     def check_path(path: str) -> str | None:
@@ -205,7 +223,7 @@ class Mp4Writer:
             self.pending.clear()
             return
         try:
-            self.container = av.open(self.path, "w", format="mp4")
+            self.container = av.open(self.path, "w", format=self.container_format(self.path) or "mp4")
             for tr in sorted(ready, key=lambda t: t.codec != "h264"):  # video first
                 tr.stream = self._add_stream(tr)
         except (av.error.FFmpegError, OSError, ValueError, H264Error) as exc:
@@ -263,6 +281,72 @@ class Mp4Writer:
         if pts < 0:
             tr.dropped += 1
             return
+        if tr.codec != "h264" and tr.last_pts is None and pts > START_SILENCE_US:
+            self._fill(tr, 0, pts)  # audio began after the video's key frame: start both together
+        if tr.codec != "h264":
+            if tr.last_pts is not None and tr.frame_us and AUDIO_GAP * tr.frame_us < pts - tr.last_pts <= MAX_FILL_US:
+                self._fill(tr, tr.last_pts + tr.frame_us, pts)
+            tr.frame_us = self._duration_us(tr, data)
+        self._write(tr, pts, data, key)
+
+    @staticmethod
+    def _duration_us(tr: _Track, data: bytes) -> int | None:
+        """How long an audio packet plays: Opus from its TOC byte (RFC 6716 § 3.1), AAC 1024 samples."""
+        if tr.codec == "aac":
+            rate = parse_asc(tr.audio_config)[1] if tr.audio_config else (tr.info.samplerate or 48000)
+            return 1024 * 1_000_000 // max(1, rate)
+        if not data:
+            return None
+        toc = data[0]
+        config = toc >> 3
+        if config < 12:
+            frame = (10_000, 20_000, 40_000, 60_000)[config & 3]
+        elif config < 16:
+            frame = (10_000, 20_000)[config & 1]
+        else:
+            frame = (2_500, 5_000, 10_000, 20_000)[config & 3]
+        count = (1, 2, 2, data[1] & 0x3F if len(data) > 1 else 1)[toc & 3]
+        return frame * count
+
+    def _fill(self, tr: _Track, start: int, end: int) -> None:
+        """Silent audio packets from `start` until `end` (µs since t0)."""
+        if tr.silence is None:
+            tr.silence = self._silence(tr)
+            if tr.silence is None:
+                return
+        data, duration = tr.silence
+        t = start
+        while t + duration // 2 <= end - duration // 2 and self.error is None:
+            self._write(tr, t, data, True)
+            tr.filled += 1
+            t += duration
+
+    def _silence(self, tr: _Track) -> tuple[bytes, int] | None:
+        """One silent packet of the track's codec and configuration, from a short-lived encoder."""
+        assert tr.stream is not None
+        src = tr.stream.codec_context
+        try:
+            enc = av.CodecContext.create("libopus" if tr.codec == "opus" else "aac", "w")
+            enc.sample_rate, enc.layout = src.sample_rate, src.layout
+            enc.format = enc.codec.audio_formats[0] if enc.codec.audio_formats else "fltp"
+            enc.open()
+            samples = enc.frame_size or 1024
+            packets = []
+            for i in range(4):
+                frame = av.AudioFrame(format=enc.format.name, layout=enc.layout.name, samples=samples)
+                for plane in frame.planes:
+                    plane.update(bytes(plane.buffer_size))
+                frame.sample_rate, frame.pts = enc.sample_rate, i * samples
+                packets += enc.encode(frame)
+        except (av.error.FFmpegError, ValueError) as exc:
+            self._warn(f"{tr.name}: cannot fill audio gaps with silence ({exc})")
+            return None
+        if not packets:
+            return None
+        return bytes(packets[-1]), samples * 1_000_000 // enc.sample_rate
+
+    def _write(self, tr: _Track, pts: int, data: bytes, key: bool) -> None:
+        assert self.container is not None
         packet = av.Packet(data)
         packet.stream = tr.stream
         packet.time_base = TIME_BASE
@@ -302,6 +386,8 @@ class Mp4Writer:
             part = f"{t.name} {t.codec} {t.written} packets"
             if t.dropped:
                 part += f" ({t.dropped} dropped)"
+            if t.filled:
+                part += f" ({t.filled} silent, filling gaps)"
             parts.append(part)
         return f"{self.path}: " + (", ".join(parts) if parts else "no media tracks")
 

@@ -1,11 +1,20 @@
 """What moq-view measures, per track: objects, groups, bytes, bitrate, frame rate, latency
 (now − LOC capture timestamp) and gaps.  Recording an object is a few dict/list operations;
-percentiles are computed once, at the end."""
+percentiles are computed once, at the end.
+
+A gap is lost media, whatever lost it: a subgroup stream that was reset (the relay gave up a
+late group for us, TOO_FAR_BEHIND, or the publisher's upstream stream broke: what followed
+the last object received is gone), a group id missing between received groups (dropped
+before any of it was sent), or object ids missing inside a group."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+from moq.errors import StreamResetCode
+
+MAX_GAP_ROWS = 1000  # --json gap rows per track at the end of the run
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -30,6 +39,15 @@ class TrackStats:
     first_ts: int | None = None  # capture timestamps (µs), lowest and highest seen
     last_ts: int | None = None
     timestamped: int = 0
+    resets: dict[tuple[int, int | None], int] = field(default_factory=dict)  # (group, subgroup) -> reset code
+
+    def reset(self, group: int, subgroup: int | None, code: int) -> bool:
+        """A subgroup stream of this track was reset; False if already known."""
+        key = (group, subgroup)
+        if key in self.resets:
+            return False
+        self.resets[key] = code
+        return True
 
     def record(self, group: int, obj: int, nbytes: int, latency_ms: float | None, ts_us: int | None,
                now: float) -> bool:
@@ -55,18 +73,57 @@ class TrackStats:
                 self.last_ts = ts_us
         return True
 
-    def gaps(self) -> int:
-        """Missing object ids inside each received group (from 0, except in the first group,
-        which may have been joined part-way) plus missing group ids between received groups."""
+    def missing_groups(self) -> list[int]:
+        """Group ids between the first and last received group that never arrived and whose
+        stream was not reported reset (those count as resets)."""
         if not self.groups:
-            return 0
+            return []
+        reset = {g for g, _ in self.resets}
         order = sorted(self.groups)
-        missing = sum(b - a - 1 for a, b in zip(order, order[1:]))
-        for i, g in enumerate(order):
+        return [g for a, b in zip(order, order[1:]) for g in range(a + 1, b) if g not in reset]
+
+    def missing_objects(self) -> dict[int, int]:
+        """Object ids missing inside each received group (from 0, except in the first group,
+        which may have been joined part-way): group -> count."""
+        out = {}
+        for i, g in enumerate(sorted(self.groups)):
             ids = self.groups[g]
             low = min(ids) if i == 0 else 0
-            missing += max(ids) - low + 1 - len(ids)
-        return missing
+            n = max(ids) - low + 1 - len(ids)
+            if n:
+                out[g] = n
+        return out
+
+    def gaps(self) -> int:
+        """Reset subgroup streams + missing groups + missing objects inside groups."""
+        return len(self.resets) + len(self.missing_groups()) + sum(self.missing_objects().values())
+
+    def gap_rows(self) -> list[dict]:
+        """The --json rows for the gaps found only at the end (missing groups and objects;
+        resets are reported as they happen)."""
+        rows = [{"track": self.name, "group": g, "gap": "missing"} for g in self.missing_groups()]
+        rows += [{"track": self.name, "group": g, "gap": "objects", "missing": n}
+                 for g, n in self.missing_objects().items()]
+        return rows[:MAX_GAP_ROWS]
+
+    def describe_gaps(self) -> str | None:
+        """One line for stderr, or None without gaps."""
+        parts = []
+        if self.resets:
+            codes = sorted({reset_name(c) for c in self.resets.values()})
+            groups = sorted({g for g, _ in self.resets})
+            parts.append(f"{len(self.resets)} reset (group{'s' if len(groups) > 1 else ''} {_ids(groups)}: "
+                         f"{', '.join(codes)})")
+        missing = self.missing_groups()
+        if missing:
+            parts.append(f"{len(missing)} missing group{'s' if len(missing) > 1 else ''} ({_ids(missing)})")
+        objects = self.missing_objects()
+        if objects:
+            parts.append(f"{sum(objects.values())} missing objects in group{'s' if len(objects) > 1 else ''} "
+                         f"{_ids(sorted(objects))}")
+        if not parts:
+            return None
+        return f"track {self.name}: {self.gaps()} gaps: " + "; ".join(parts)
 
     def _span_s(self, elapsed: float) -> float:
         """Seconds of media covered: the capture-time span stretched by one object interval
@@ -128,6 +185,18 @@ class Stats:
                              total_bytes * 8 / elapsed if elapsed > 0 else None, None, self.latencies(),
                              sum(t.gaps() for t in self.tracks.values())))
         return rows
+
+
+def reset_name(code: int) -> str:
+    try:
+        return f"{StreamResetCode(code).name} {code:#x}"
+    except ValueError:
+        return f"code {code:#x}"
+
+
+def _ids(ids: list[int], limit: int = 5) -> str:
+    shown = ", ".join(str(i) for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 def _round(x: float | None) -> float | None:

@@ -46,10 +46,12 @@ EXIT_NOT_FOUND = 4  # unknown namespace or track (the subscription was refused)
 EXIT_NO_DATA = 5  # nothing received, a track ended early or stalled
 
 DEFAULT_MEDIA = ("video", "audio")  # what moq-publish names its tracks
+AUTO = ""  # no --track: the media tracks the catalog lists
 CATALOG_WAIT = 5.0  # seconds to wait for the first catalog with --track all
 STALL = 2.0  # a media track silent this long at the end did not deliver "for the whole duration"
 END_SLACK = 0.5  # a track ending this close to the end of the duration ended on time
 REQUEST_TIMEOUT = 10.0
+AUDIO_JOIN_GROUPS = 1  # a recorded audio track's joining FETCH goes back this many groups (moq-publish: ~1 s each)
 BACKOFF_START, BACKOFF_MAX = 0.5, 4.0  # between reconnection attempts
 RECONNECT_FOR = 30.0  # a relay that stays away this long ends the run (exit 3)
 CERT_GRACE = 10.0  # a relay whose certificate stopped matching is retried this long
@@ -151,8 +153,9 @@ class TrackReader:
         params = CATALOG_PARAMETERS if self.kind == "catalog" else EMPTY_PARAMETERS
         self.sub = await conn.subscribe(self.namespace, self.name.encode(), params, timeout=REQUEST_TIMEOUT)
         if self.join and self.sub.largest is not None:
-            try:
-                self.fetch = await conn.joining_fetch(self.sub, 0, timeout=REQUEST_TIMEOUT)
+            try:  # audio groups are shorter than a GOP: go back far enough to cover the video's
+                back = AUDIO_JOIN_GROUPS if self.kind == "audio" else 0
+                self.fetch = await conn.joining_fetch(self.sub, back, timeout=REQUEST_TIMEOUT)
                 self.pending = []
             except (RequestRejectedError, TimeoutError) as exc:
                 log.info("joining_fetch_failed", track=self.name, error=str(exc))
@@ -163,6 +166,7 @@ class TrackReader:
         try:
             async for obj in self.sub:
                 self._on(obj, False)
+            self.drain_resets()
             done = self.sub.done
             self.end_reason = "track ended" if done is None else \
                 f"{done.reason or 'track ended'} (PUBLISH_DONE {done.status_code:#x})"
@@ -195,7 +199,18 @@ class TrackReader:
             for rx in pending:
                 self.viewer.media_received(rx)
 
+    def drain_resets(self) -> None:
+        """Count the subgroup streams that were reset (lost media) and report them."""
+        resets = self.sub.resets if self.sub is not None else None
+        while resets:
+            group, subgroup, code = resets.popleft()
+            if self.stats is not None and self.stats.reset(group, subgroup, code):
+                self.viewer.gap_found({"track": self.name, "group": group, "subgroup": subgroup, "gap": "reset",
+                                       "code": code})
+
     def _on(self, obj: ev.ObjectReceived, fetched: bool) -> None:
+        if self.sub is not None and self.sub.resets:
+            self.drain_resets()
         if obj.status != ObjectStatus.NORMAL:
             return
         now = time.monotonic()
@@ -237,16 +252,25 @@ class ViewResult:
     duration: float | None
     stats: Stats
     readers: list[TrackReader] = field(default_factory=list)
+    complete: bool = False  # the catalog said the broadcast is over
 
     @property
     def elapsed(self) -> float:
         return self.end - self.t0
 
     def problems(self) -> list[str]:
-        """Why the run did not receive data for the whole duration (empty when it did)."""
-        if self.stats.objects == 0:
-            return ["no objects received"]
+        """Why the run did not receive data for the whole duration (empty when it did).  The
+        rule (exit 5 when not empty): media for all of --duration, or, without it, until the
+        tracks ended; a broadcast that is over before then, however it says so (PUBLISH_DONE,
+        a complete catalog), did not deliver it."""
+        media_objects = sum(r.stats.objects for r in self.readers
+                            if r.visible and r.stats is not None and r.kind in ("video", "audio"))
         out = []
+        if self.complete and not media_objects:
+            of = f" before the end of --duration {self.duration:g} s" if self.duration is not None else ""
+            out.append(f"the broadcast is over{of}: its catalog says it is complete, no media received")
+        elif self.stats.objects == 0:
+            return ["no objects received"]
         timed = self.duration is not None and not self.interrupted
         of = f" of {self.duration:g} s" if self.duration is not None else ""
         for r in self.readers:
@@ -272,7 +296,8 @@ class Viewer:
                  on_media: Callable[[Received], None] | None = None,
                  on_track: Callable[[str, str, CatalogTrack | None], None] | None = None,
                  on_track_failed: Callable[[str], None] | None = None,
-                 on_warning: Callable[[str], None] | None = None) -> None:
+                 on_warning: Callable[[str], None] | None = None,
+                 on_gap: Callable[[dict], None] | None = None) -> None:
         self.conn = conn
         self.namespace_str = namespace
         self.namespace = namespace_from_str(namespace)
@@ -283,6 +308,7 @@ class Viewer:
         self.on_track = on_track  # (name, kind, catalog entry) for each media track, again when the catalog tells more
         self.on_track_failed = on_track_failed  # a track announced by on_track could not be subscribed
         self.on_warning = on_warning
+        self.on_gap = on_gap  # a reset subgroup stream, as its --json row, when it is noticed
         self.stats = Stats()
         self.readers: dict[str, TrackReader] = {}
         self.catalog: Catalog | None = None
@@ -294,6 +320,7 @@ class Viewer:
         self._openers: set[asyncio.Task] = set()
         self._tried: set[str] = set()
         self._started = False
+        self.chosen: list[str] = []  # the tracks picked from the catalog when no --track was given
         self.lost: str | None = None  # why the session was lost (GOAWAY, closed, silent): reconnect
         self.reconnects = 0
 
@@ -305,6 +332,8 @@ class Viewer:
             await self._open(CATALOG_TRACK, "catalog", visible=True, join=True)
         elif self.track == "all":
             await self._start_all()
+        elif self.track == AUTO:
+            await self._start_auto()
         else:
             await self._start_named(self.track)
         self._started = True
@@ -331,6 +360,35 @@ class Viewer:
                 catalog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await catalog
+
+    async def _start_auto(self) -> None:
+        """No --track: the media tracks the catalog lists (the catalog itself only read);
+        without a catalog, the publisher's default video track."""
+        reason = await self._try_open(CATALOG_TRACK, "catalog", visible=False, join=True)
+        entries: list[CatalogTrack] = []
+        if reason is None:
+            try:
+                catalog = await asyncio.wait_for(asyncio.shield(self._first_catalog), CATALOG_WAIT)
+                entries = [t for t in catalog.tracks if kind_of(t.name, t) in ("video", "audio")]
+                if not entries:
+                    reason = "no media track in the catalog"
+            except TimeoutError:
+                reason = f"no catalog within {CATALOG_WAIT:g} s"
+        if not entries:
+            if self._broadcast_over():
+                return
+            self._warn(f"catalog: {reason}; trying track video")
+            await self._open("video", "video", visible=True, join=None)
+            self.chosen = ["video"]
+            return
+        refusals = await asyncio.gather(*(self._try_open(t.name, kind_of(t.name, t), visible=True, join=None,
+                                                         entry=t, namespace=t.namespace) for t in entries))
+        for t, refused in zip(entries, refusals):
+            if refused is not None:
+                self._warn(f"{self.namespace_str}/{t.name}: {refused}")
+        self.chosen = [t.name for t, refused in zip(entries, refusals) if refused is None]
+        if not self.chosen:
+            raise ViewError(EXIT_NOT_FOUND, f"{self.namespace_str}: no track could be subscribed: {refusals[0]}")
 
     async def _start_all(self) -> None:
         """The catalog, then every track it lists; without a catalog, the default names."""
@@ -370,7 +428,7 @@ class Viewer:
         self._tried.add(name)
         ns = namespace_from_str(namespace) if namespace else self.namespace
         if join is None:
-            join = kind == "video" and self.join_video
+            join = kind in ("video", "audio") and self.join_video  # a recording starts with both
         known = name in self.stats.tracks  # subscribed before a reconnect: keep its statistics and recording
         reader = TrackReader(self, name, ns, kind, visible=visible, join=join)
         self.readers[name] = reader
@@ -401,6 +459,10 @@ class Viewer:
         if self.on_object is not None:
             self.on_object(rx)
 
+    def gap_found(self, row: dict) -> None:
+        if self.on_gap is not None:
+            self.on_gap(row)
+
     def media_received(self, rx: Received) -> None:
         if self.on_media is not None:
             self.on_media(rx)
@@ -415,8 +477,9 @@ class Viewer:
             self._warn(f"bad catalog in group {rx.group}: {exc}")
             return
         self.catalog = catalog
-        if catalog.is_complete and self.track == "all":
+        if catalog.is_complete and self.track in ("all", AUTO):
             self._warn("the catalog says the broadcast is complete")
+            self._changed.set()
         if not self._first_catalog.done():
             self._first_catalog.set_result(catalog)
         for entry in catalog.tracks:
@@ -462,7 +525,10 @@ class Viewer:
     # --- running ----------------------------------------------------------------------------------
     def _finished(self) -> bool:
         visible = [r for r in self.readers.values() if r.visible]
-        media = [r for r in visible if r.kind in ("video", "audio")] or visible
+        media = [r for r in visible if r.kind in ("video", "audio")]
+        if not media and self._broadcast_over():  # nothing more will come
+            return True
+        media = media or visible
         return bool(media) and all(r.ended_at is not None for r in media)
 
     def _check_session(self, live: list[float]) -> None:
@@ -553,7 +619,10 @@ class Viewer:
                 self.lost = "the relay is going away (GOAWAY)"
             elif any(r.failed and (r.end_reason or "").startswith("connection lost") for r in self.readers.values()):
                 self.lost = "the connection was lost"
-        return ViewResult(self.t0, time.monotonic(), interrupted, duration, self.stats, list(self.readers.values()))
+        for r in self.readers.values():
+            r.drain_resets()
+        return ViewResult(self.t0, time.monotonic(), interrupted, duration, self.stats, list(self.readers.values()),
+                          complete=self._broadcast_over())
 
     async def close(self) -> None:
         """Unsubscribe, stop the readers and close the session."""

@@ -110,14 +110,16 @@ def test_stalled_viewer_loses_whole_groups_fast_subscriber_unaffected(tmp_path: 
                 viewer.kill()
                 viewer.wait(5)
 
-    with RelayProcess("--subscriber-queue-bytes", str(QUEUE_BYTES), "--drain-timeout", "1") as relay, \
+    with RelayProcess("--subscriber-queue-bytes", str(QUEUE_BYTES), "--subscriber-queue-seconds", "0",
+                      "--drain-timeout", "1") as relay, \
             out_path.open("w") as out:
         viewer = asyncio.run(main(relay, out))
         assert relay.stop() == 0, relay.log_tail()
     stderr = viewer.stderr.read().decode(errors="replace") if viewer.stderr else ""
 
     lines = [json.loads(line) for line in out_path.read_text().splitlines() if line.strip()]
-    objects = [x for x in lines if "group" in x]
+    objects = [x for x in lines if "object" in x]
+    gap_rows = [x for x in lines if "gap" in x]
     assert objects, f"the viewer reported nothing: {stderr}"
     assert viewer.returncode == 0, stderr
     assert lines[-1].get("summary"), lines[-1]
@@ -134,9 +136,12 @@ def test_stalled_viewer_loses_whole_groups_fast_subscriber_unaffected(tmp_path: 
             cut_short[grp] = len(ids)
     seen = sorted(by_group)
     missing = sorted(set(range(seen[0], seen[-1] + 1)) - set(seen))
-    # moq-view counts missing group ids between received groups as gaps, and holes inside a
-    # group (none here: whole groups only)
-    assert lines[-1]["gaps"] == len(missing), (lines[-1], missing)
+    # moq-view counts every reset stream and every missing group id between received groups as a
+    # gap (and holes inside a group: none here, whole groups only), one --json row each
+    resets = {x["group"] for x in gap_rows if x["gap"] == "reset"}
+    assert all(x["gap"] in ("reset", "missing") for x in gap_rows), gap_rows
+    assert {x["group"] for x in gap_rows if x["gap"] == "missing"} == set(missing) - resets, (gap_rows, missing)
+    assert lines[-1]["gaps"] == len(gap_rows), (lines[-1], gap_rows)
     numbers.update(viewer_groups=len(seen), viewer_missing_groups=len(missing), viewer_cut_short=len(cut_short))
     print(f"slow-subscriber numbers: {numbers}; cut short (group: objects): {cut_short}")
     assert missing, f"the stalled viewer lost no group: {seen}"

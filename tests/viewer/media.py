@@ -86,6 +86,7 @@ class Broadcast:
     publisher: Publisher
     namespace: TrackNamespace
     audio: bool = True
+    with_video: bool = True  # False: an audio-only broadcast (no video track in the catalog, no frames)
     video_frames: list[int] = field(default_factory=list)  # capture timestamps (µs) of the video frames
     audio_packets: int = 0
     video_subscribed_at: int | None = None  # µs: when the video track first had a subscriber
@@ -94,7 +95,7 @@ class Broadcast:
         self.vsrc = VideoSource()
         self.asrc = AudioSource() if self.audio else None
         tracks = [CatalogTrack("video", role="video", codec=self.vsrc.config.codec, width=WIDTH, height=HEIGHT,
-                               framerate=FPS)]
+                               framerate=FPS)] if self.with_video else []
         if self.audio:
             tracks.append(CatalogTrack("audio", role="audio", codec="opus", samplerate=AUDIO_RATE, channel_config="2"))
         self.catalog = Catalog(tuple(tracks)).stamped()
@@ -106,7 +107,7 @@ class Broadcast:
 
     async def run(self, seconds: float | None = None) -> None:
         """Publish until cancelled, or for `seconds` and then end every track (PUBLISH_DONE)."""
-        tasks = [asyncio.create_task(self._video())]
+        tasks = [asyncio.create_task(self._video())] if self.with_video else []
         if self.audio:
             tasks.append(asyncio.create_task(self._audio()))
         try:
@@ -180,10 +181,11 @@ class LiveRelay:
     def call(self, coro, timeout: float = 20.0):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def broadcast(self, namespace: str, *, seconds: float | None = None, audio: bool = True) -> Broadcast:
+    def broadcast(self, namespace: str, *, seconds: float | None = None, audio: bool = True,
+                  video: bool = True) -> Broadcast:
         """Start publishing `namespace` (announced to the relay); ends its tracks after `seconds`."""
         async def start() -> Broadcast:
-            b = Broadcast(self.publisher, namespace_from_str(namespace), audio=audio)
+            b = Broadcast(self.publisher, namespace_from_str(namespace), audio=audio, with_video=video)
             await self.conn.publish_namespace(b.namespace)
             self.tasks.append(asyncio.create_task(b.run(seconds)))
             return b
