@@ -121,10 +121,11 @@ async def serve_relay(cfg: RelayConfig, *, ready: asyncio.Event | None = None, w
             relay.trust(conn)
             on_connection(conn)
 
-        hub = await _listen("127.0.0.1", 0, creds, relay, on_link, session_config, reuse_port=False)
+        hub = await _listen("127.0.0.1", 0, worker.link or creds, relay, on_link, session_config,
+                            reuse_port=False)  # its own certificate: the links' pin survives a rotation
     rotation = None
     if store is not None and certs is not None:
-        rotation = Rotation(store, certs, lambda new: [s.set_credentials(new) for s in (server, hub) if s], log)
+        rotation = Rotation(store, certs, server.set_credentials, log)
         rotating = asyncio.create_task(rotation.run(), name="certificate rotation")
     fingerprint = rotation.document if rotation is not None else (lambda: fingerprint_document(creds))
     stop = asyncio.Event()

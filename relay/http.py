@@ -10,7 +10,8 @@ asking its workers (relay/workers.py).
 /fingerprint answers the current certificate's hex SHA-256 as plain text, as it always has; a request
 with `Accept: application/json` (or `?format=json`) gets the rotation document instead:
 {"current": HEX, "next": HEX or null, "hashes": [current, next], "expires": ISO, "switch_at": ISO or null},
-so a page can pin both certificates across a switch (relay/state.py).
+so a page can pin both certificates across a switch (relay/state.py).  The --workers supervisor
+builds that document from its workers' (an awaitable; None when none answered: 503).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ _TEXT = "text/plain; charset=utf-8"
 
 Response = tuple[int, dict[str, str], bytes]
 Health = Callable[[], bool | Awaitable[bool]]
-Fingerprint = str | Callable[[], dict]  # a fixed hash, or the rotation document's source
+Fingerprint = str | Callable[[], dict | Awaitable[dict | None]]  # a fixed hash, or the rotation document's source
 
 
 class MetricsSource(Protocol):
@@ -115,14 +116,18 @@ class _Handler:
             return method, _plain(400)
         path, _, query = target.split("#", 1)[0].partition("?")
         if path == "/fingerprint":
-            return method, self._fingerprint(head, query)
+            return method, await self._fingerprint(head, query)
         return method, await self._route(path)
 
-    def _fingerprint(self, head: bytes, query: str) -> Response:
+    async def _fingerprint(self, head: bytes, query: str) -> Response:
         doc = self.fingerprint() if callable(self.fingerprint) else {
             "current": self.fingerprint, "next": None, "hashes": [self.fingerprint], "expires": None,
             "switch_at": None}
+        if inspect.isawaitable(doc):
+            doc = await doc
         headers = {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store", "Vary": "Accept"}
+        if doc is None:
+            return _plain(503, "unavailable\n", **headers)
         accept = b"".join(line.split(b":", 1)[1] for line in head.split(b"\r\n")[1:]
                           if line[:7].lower() == b"accept:")
         if b"application/json" in accept.lower() or "format=json" in query.split("&"):

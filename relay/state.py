@@ -12,7 +12,13 @@ working across the switch.
 Files: `current.pem` and `next.pem`, each a certificate followed by its private key (one file, so
 one atomic rename replaces both halves together), mode 0600.  Every read and write holds an
 exclusive flock on `.lock`: concurrent starts and the --workers processes agree on one certificate.
-The clock is injected, so the rotation rules are tested without waiting days.
+The clock is injected, so the rotation rules are tested without waiting days; a real relay's
+schedule can be shortened to seconds with MOQ_RELAY_TEST_CERT_SCHEDULE="VALIDITY,ANNOUNCE,SWITCH"
+(seconds; for tests and demos of rotation across --workers processes, never for production).
+
+With --workers every worker runs its own Rotation on the shared directory: they wake at the same
+times, the first to take the lock generates or promotes, the others read what it wrote, so every
+worker serves the same certificate within a moment of the switch time.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ SKEW = datetime.timedelta(minutes=5)  # a certificate "not valid before" this fa
 _KEY_MARK = b"-----BEGIN PRIVATE KEY-----"
 
 Clock = Callable[[], datetime.datetime]
+SCHEDULE_ENV = "MOQ_RELAY_TEST_CERT_SCHEDULE"
 
 
 class StateError(OSError):
@@ -63,6 +70,7 @@ class Certificates:
     switch_at: datetime.datetime  # when `next` replaces `current`
     announce_at: datetime.datetime  # when `next` is (or was) generated and announced
     generated: bool = False  # this load made a new current certificate (first start, or expired state)
+    generated_next: bool = False  # this load made `next` (other processes sharing the directory read it)
 
     @property
     def hashes(self) -> list[str]:
@@ -89,7 +97,7 @@ class CertificateStore:
     files first when their time has come."""
 
     def __init__(self, directory: Path, *, hosts: tuple[str, ...] = DEFAULT_DEV_HOSTS,
-                 days: int = VALIDITY_DAYS, announce_before: datetime.timedelta = ANNOUNCE_BEFORE,
+                 days: float = VALIDITY_DAYS, announce_before: datetime.timedelta = ANNOUNCE_BEFORE,
                  switch_before: datetime.timedelta = SWITCH_BEFORE, clock: Clock = utcnow) -> None:
         if not datetime.timedelta(0) < switch_before < announce_before < datetime.timedelta(days=days):
             raise ValueError("need 0 < switch_before < announce_before < validity")
@@ -127,12 +135,14 @@ class CertificateStore:
             announce_at = current.not_after - self.announce_before
             if nxt is not None and nxt.not_after <= current.not_after:
                 nxt = None  # older than current (a clock that went back): not worth switching to
-            if nxt is None and now >= announce_at:
+            generated_next = nxt is None and now >= announce_at
+            if generated_next:
                 nxt = ServerCredentials.dev(self.hosts, self.days, now=now)
                 self._write("next.pem", nxt)
             elif nxt is None:
                 self._remove("next.pem")
-            return Certificates(current, nxt, current.not_after - self.switch_before, announce_at, generated)
+            return Certificates(current, nxt, current.not_after - self.switch_before, announce_at, generated,
+                                generated_next)
 
     # --- files ------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -195,9 +205,25 @@ def load_credentials(cert: Path | None, key: Path | None, state_dir: Path | None
         return ServerCredentials.load(cert, key), None, None
     if state_dir is None:
         return ServerCredentials.dev(), None, None
-    store = CertificateStore(state_dir, clock=clock)
+    store = CertificateStore(state_dir, clock=clock, **schedule_from_env())
     certs = store.load()
     return certs.current, store, certs
+
+
+def schedule_from_env(environ: Mapping[str, str] = os.environ) -> dict:
+    """CertificateStore options from MOQ_RELAY_TEST_CERT_SCHEDULE ("VALIDITY,ANNOUNCE,SWITCH" in
+    seconds), or none: the default schedule."""
+    value = environ.get(SCHEDULE_ENV)
+    if not value:
+        return {}
+    try:
+        validity, announce, switch = (float(x) for x in value.split(","))
+    except ValueError:
+        raise StateError(f"{SCHEDULE_ENV}={value!r}: want VALIDITY,ANNOUNCE,SWITCH in seconds") from None
+    if not 0 < switch < announce < validity <= 13 * 86400:
+        raise StateError(f"{SCHEDULE_ENV}={value!r}: want 0 < SWITCH < ANNOUNCE < VALIDITY <= 13 days")
+    second = datetime.timedelta(seconds=1)
+    return {"days": validity / 86400, "announce_before": announce * second, "switch_before": switch * second}
 
 
 def fingerprint_document(creds: ServerCredentials) -> dict:
@@ -212,6 +238,7 @@ class Rotation:
     (which installs it for new connections; established ones keep theirs)."""
 
     MAX_SLEEP = 3600.0  # wake up at least hourly: a suspended machine's clock jumps
+    MIN_SLEEP = 0.05  # (a load always moves refresh_at past its clock, so this only bounds a busy loop)
 
     def __init__(self, store: CertificateStore, certs: Certificates,
                  on_switch: Callable[[ServerCredentials], None], log) -> None:
@@ -235,11 +262,12 @@ class Rotation:
                           previous=old.current.fingerprint, expires=_iso(new.current.not_after))
             self.on_switch(new.current)
         if new.next is not None and (old.next is None or old.next.fingerprint != new.next.fingerprint):
-            self.log.info("certificate_next", fingerprint=new.next.fingerprint, switch_at=_iso(new.switch_at))
+            self.log.info("certificate_next", fingerprint=new.next.fingerprint, switch_at=_iso(new.switch_at),
+                          generated=new.generated_next)  # False: another process sharing the directory made it
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(min(max(self.due_in(), 1.0), self.MAX_SLEEP))
+            await asyncio.sleep(min(max(self.due_in(), self.MIN_SLEEP), self.MAX_SLEEP))
             if self.due_in() <= 0:
                 try:
                     await asyncio.to_thread(self.refresh)

@@ -11,16 +11,23 @@ open until every worker has drained.  (Linux admits only sockets of the same use
 How tracks cross workers: like relays in a tree, and with the same code (relay/upstream.py).
 Worker 0 is the hub: it also listens on a private loopback port (not the shared one, where a
 connection would land on a random worker), and workers 1..N-1 take it as their `--upstream`,
-pinned by the certificate's fingerprint.  A publisher on worker 2 is announced to worker 0; a
+pinned by the fingerprint of a per-run certificate of its own (the public one rotates; a pin ignores
+expiry, so the link's certificate never needs to).  A publisher on worker 2 is announced to worker 0; a
 subscriber on worker 1 routes to worker 0, which subscribes from worker 2; so a track enters each
 worker once, and workers share no mutable state.  Worker 0 keeps the operator's --upstream, so the
 machine is one node of a larger tree.  (A full mesh would save the hub hop, but the tree code
 routes through one parent and never announces what it learned from one, so a mesh would need
 relay changes; the hub costs one extra hop only between two non-hub workers.)
 
-The supervisor (this process) generates or loads the certificate once and hands it to the workers
-as files in a private directory (mode 0700), removed as soon as every worker has loaded it.  It
-serves --http for all of them: /metrics merges each worker's metrics (fetched from the worker's
+Certificates: with the dev certificate kept in --state-dir, every worker loads it from there and
+runs the rotation itself (relay/state.py): they wake at the same announcement and switch times, the
+first to take the directory's lock generates or promotes the next certificate and the others read
+it, so each worker switches live at the switch time.  An operator's --cert/--key, or a certificate
+that is not kept (--state-dir ''), is loaded once by this process and handed to the workers as files
+in a private directory (mode 0700), with the hub link's key, removed as soon as every worker has
+loaded them.  This process serves --http for all of them: /fingerprint merges the workers' documents
+(the hashes any of them serves or announces; "current" is the oldest still served, so "next" is
+announced until every worker has switched); /metrics merges each worker's metrics (fetched from the worker's
 private 127.0.0.1 port) with a `worker="k"` label on every sample (sum them with
 `sum without (worker)`), plus `moq_relay_workers` and `moq_relay_worker_up{worker}`; /healthz is 200
 only while every worker answers 200.  SIGTERM/SIGINT are forwarded to every worker, each drains
@@ -57,6 +64,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from moq.log import configure_logging
 from moq.transport.loop import run
+from moq.transport.tls import ServerCredentials
 
 from .config import RelayConfig
 from .http import start_http
@@ -104,6 +112,7 @@ class WorkerRole:
 
     index: int
     hub: bool
+    link: ServerCredentials | None = None  # worker 0: the certificate of its private port for the others' links
     released: asyncio.Event = field(default_factory=asyncio.Event)
 
     @staticmethod
@@ -184,8 +193,9 @@ def worker_main(argv: list[str]) -> int:
     tag_logs(str(spec["index"]))
     from .app import serve_relay
 
+    link = ServerCredentials.load(*spec["link"]) if spec.get("link") else None
     try:
-        return run(serve_relay(cfg, worker=WorkerRole(spec["index"], hub=spec["index"] == 0)))
+        return run(serve_relay(cfg, worker=WorkerRole(spec["index"], hub=spec["index"] == 0, link=link)))
     except OSError as exc:  # e.g. the port is taken by a socket without SO_REUSEPORT
         log.error("worker_failed", error=str(exc), bind=cfg.bind)
         return 1
@@ -196,10 +206,11 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def worker_config(cfg: RelayConfig, index: int, port: int, cert: Path, key: Path, hub_url: str | None,
-                  fingerprint: str) -> RelayConfig:
-    """Worker k's configuration: the shared port and certificate, no --http, and for k > 0 worker 0 as
-    its only upstream (the one place to change when --upstream becomes a list of candidates)."""
+def worker_config(cfg: RelayConfig, index: int, port: int, cert: Path | None, key: Path | None,
+                  hub_url: str | None, fingerprint: str) -> RelayConfig:
+    """Worker k's configuration: the shared port, the certificate files (None: the --state-dir's dev
+    certificate, rotated by each worker), no --http, and for k > 0 worker 0 as its only upstream,
+    pinned to the link certificate (the one place to change when --upstream becomes a list)."""
     changes: dict[str, Any] = dict(bind=_hostport(cfg.bind_address[0], port), cert=cert, key=key, http=None,
                                    workers=1, node_name=f"{cfg.node_name}-w{index}")
     if index > 0:
@@ -276,6 +287,18 @@ def merge_metrics(texts: dict[int, str], extra: tuple[Metric, ...] = ()) -> byte
     return generate_latest(registry)
 
 
+def merge_fingerprints(docs: list[dict]) -> dict | None:
+    """The workers' /fingerprint documents as one: every hash any worker serves or announces; as
+    "current" the oldest one still served (a current that no worker announces as next), so around a
+    switch, while some workers have switched and others not, the document stays the announcement."""
+    if not docs:
+        return None
+    announced = {d["next"] for d in docs if d["next"]}
+    base = next((d for d in docs if d["current"] not in announced), docs[0])
+    hashes = list(dict.fromkeys(h for d in (base, *docs) for h in d["hashes"]))
+    return {**base, "hashes": hashes, "next": next((h for h in hashes if h != base["current"]), None)}
+
+
 class Supervisor:
     def __init__(self, cfg: RelayConfig) -> None:
         self.cfg = cfg
@@ -304,8 +327,14 @@ class Supervisor:
         return all(not isinstance(r, BaseException) and r[0] == 200 for r in got)
 
     # lifecycle
-    async def _spawn(self, index: int, cfg: RelayConfig) -> WorkerProcess:
-        spec = json.dumps({"index": index, "config": config_to_json(cfg)})
+    async def fingerprint(self) -> dict | None:
+        """/fingerprint: the workers' documents merged (None, a 503, if none answered)."""
+        got = await asyncio.gather(*(http_get(w.http_port, "/fingerprint?format=json") for w in self.workers),
+                                   return_exceptions=True)
+        return merge_fingerprints([json.loads(r[1]) for r in got if not isinstance(r, BaseException) and r[0] == 200])
+
+    async def _spawn(self, index: int, cfg: RelayConfig, link: tuple[Path, Path] | None = None) -> WorkerProcess:
+        spec = json.dumps({"index": index, "config": config_to_json(cfg), "link": link and [str(p) for p in link]})
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "relay.workers", spec, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             start_new_session=True)  # signals come from us only (a terminal's Ctrl-C reaches the supervisor)
@@ -326,9 +355,10 @@ class Supervisor:
 
     async def run(self) -> int:
         cfg = self.cfg
-        # --cert/--key or the dev certificate kept in --state-dir; the workers get it as --cert/--key files, so
-        # they switch to a rotated certificate at the next restart (only a single-process relay rotates live)
-        creds, _, certs = load_credentials(cfg.cert, cfg.key, cfg.state_dir)
+        # --cert/--key, a fresh certificate (handed to the workers as files), or the dev certificate kept in
+        # --state-dir (loaded here to fail early and for the banner; each worker loads and rotates it itself)
+        creds, store, _ = load_credentials(cfg.cert, cfg.key, cfg.state_dir)
+        link = ServerCredentials.dev(("127.0.0.1",))  # worker 0's private port, pinned by the other workers
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
@@ -336,16 +366,20 @@ class Supervisor:
         http = None
         code = 0
         try:
-            cert, key = secrets / "cert.pem", secrets / "key.pem"
-            for path, data in ((cert, creds.cert_pem), (key, creds.key_pem)):
+            files = {secrets / "link-cert.pem": link.cert_pem, secrets / "link-key.pem": link.key_pem}
+            cert, key = (None, None) if store is not None else (secrets / "cert.pem", secrets / "key.pem")
+            if cert is not None and key is not None:
+                files.update({cert: creds.cert_pem, key: creds.key_pem})
+            for path, data in files.items():
                 with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
                     fh.write(data)
             host, port = cfg.bind_address
             try:
-                first = await self._ready(await self._spawn(0, worker_config(cfg, 0, port, cert, key, None, "")))
+                first = await self._ready(await self._spawn(0, worker_config(cfg, 0, port, cert, key, None, ""),
+                                                            (secrets / "link-cert.pem", secrets / "link-key.pem")))
                 hub_url = f"moqt://127.0.0.1:{first['hub']}/"
                 rest = [await self._spawn(k, worker_config(cfg, k, first["port"], cert, key, hub_url,
-                                                           creds.fingerprint)) for k in range(1, self.count)]
+                                                           link.fingerprint)) for k in range(1, self.count)]
                 infos = [first, *await asyncio.gather(*(self._ready(w) for w in rest))]
             except RuntimeError as exc:
                 if not self.stop.is_set():
@@ -357,8 +391,7 @@ class Supervisor:
                 from .app import default_web_root
 
                 hh, hp = cfg.http_address
-                fingerprint = certs.describe if certs else creds.fingerprint
-                http = await start_http(hh, hp, fingerprint=fingerprint, metrics=self,
+                http = await start_http(hh, hp, fingerprint=self.fingerprint, metrics=self,
                                         web_root=cfg.web_root or default_web_root(), health=self.healthy)
             self._banner(host, first["port"], creds.fingerprint, http, [i["pid"] for i in infos])
             code = await self._watch()

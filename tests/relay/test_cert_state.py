@@ -13,7 +13,20 @@ import pytest
 
 from relay.http import start_http
 from relay.metrics import RelayMetrics
-from relay.state import ANNOUNCE_BEFORE, SWITCH_BEFORE, CertificateStore, Rotation, default_state_dir, load_credentials
+from relay.state import (
+    ANNOUNCE_BEFORE,
+    SCHEDULE_ENV,
+    SWITCH_BEFORE,
+    CertificateStore,
+    Rotation,
+    StateError,
+    default_state_dir,
+    load_credentials,
+    schedule_from_env,
+)
+from relay.workers import merge_fingerprints
+
+from .relayproc import RelayProcess, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 T0 = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
@@ -209,3 +222,114 @@ def test_server_switches_certificate_for_new_connections():
             await server.aclose()
 
     asyncio.run(main())
+
+
+def test_test_schedule_from_the_environment(tmp_path):
+    opts = schedule_from_env({SCHEDULE_ENV: "10,6,3"})
+    assert opts["announce_before"] == datetime.timedelta(seconds=6)
+    store = CertificateStore(tmp_path, **opts)
+    certs = store.load()
+    assert certs.announce_at - certs.current.not_before == datetime.timedelta(seconds=60 + 4)  # 1 min backdated
+    assert schedule_from_env({}) == {}
+    for bad in ("10,3,6", "10,6", "x,y,z", "10,6,0"):
+        with pytest.raises(StateError):
+            schedule_from_env({SCHEDULE_ENV: bad})
+
+
+def test_merged_fingerprint_stays_the_announcement_until_every_worker_switched():
+    def doc(current, nxt=None):
+        return {"current": current, "next": nxt, "hashes": [current] + ([nxt] if nxt else []), "expires": "E-" + current,
+                "switch_at": "S" if nxt else None}
+
+    assert merge_fingerprints([]) is None
+    before = merge_fingerprints([doc("c", "n"), doc("c", "n")])
+    assert before == doc("c", "n")
+    # worker 0 switched, worker 1 not yet: still "c, then n", as before the switch
+    assert merge_fingerprints([doc("n"), doc("c", "n")]) == doc("c", "n")
+    assert merge_fingerprints([doc("n"), doc("n")]) == doc("n")
+    odd = merge_fingerprints([doc("a"), doc("b")])  # unrelated certificates: both pinned, the first current
+    assert odd["current"] == "a" and odd["hashes"] == ["a", "b"] and odd["next"] == "b"
+
+
+def test_fingerprint_unavailable_when_no_worker_answers():
+    async def main() -> None:
+        async def nobody() -> None:
+            return None
+
+        server = await start_http("127.0.0.1", 0, fingerprint=nobody, metrics=RelayMetrics(), web_root=None,
+                                  health=lambda: True)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        writer.write(b"GET /fingerprint HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = (await reader.read()).split(b"\r\n", 1)[0]
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        assert head == b"HTTP/1.1 503 Service Unavailable"
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_workers_rotate_together_announced_ahead_on_fingerprint(tmp_path, monkeypatch):
+    """--workers 2 on a schedule of seconds (a certificate every 4 s, announced 3 s before its
+    switch): both workers announce the same next certificate, made by one of them; the merged
+    /fingerprint serves it ahead; both switch live at the switch time, new connections on each
+    worker get it and the old pin fails."""
+    from moq import api
+    from moq.transport.tls import CertificateMismatch
+
+    monkeypatch.setenv(SCHEDULE_ENV, "10,6,3")  # validity, announce and switch before expiry, seconds
+
+    def events(relay: RelayProcess, name: str) -> list[dict]:
+        return [e for e in map(json.loads, (line for line in relay.log_text().splitlines() if line.startswith("{")))
+                if e.get("event") == name]
+
+    def by_worker(relay: RelayProcess, name: str, fingerprint: str) -> dict[str, dict]:
+        return {e["worker"]: e for e in events(relay, name) if e["fingerprint"] == fingerprint}
+
+    def fingerprint_doc(relay: RelayProcess) -> dict:
+        return json.loads(relay.http_get("/fingerprint?format=json"))
+
+    async def main(relay: RelayProcess) -> None:
+        # the first next certificate that both workers announce live (a worker that started after an
+        # announcement time found it at its first load); and what /fingerprint says meanwhile
+        nxt = None
+
+        def announced() -> bool:
+            nonlocal nxt
+            nxt = next((e["fingerprint"] for e in events(relay, "certificate_next")
+                        if set(by_worker(relay, "certificate_next", e["fingerprint"])) == {"0", "1"}), None)
+            return nxt is not None
+
+        await wait_until(announced, 20, what=f"both workers announcing a next certificate\n{relay.log_tail()}")
+        doc = fingerprint_doc(relay)  # 3 s before the switch: the current certificate, and the next one
+        assert doc["next"] == nxt and doc["hashes"] == [doc["current"], nxt], doc
+        old, switch_at = doc["current"], doc["switch_at"]
+        made = by_worker(relay, "certificate_next", nxt)
+        assert sorted(e["generated"] for e in made.values()) == [False, True], made  # one made it, one loaded it
+        await wait_until(lambda: set(by_worker(relay, "certificate_switched", nxt)) == {"0", "1"}, 10,
+                         what=f"both workers switching\n{relay.log_tail()}")
+        for e in by_worker(relay, "certificate_switched", nxt).values():
+            assert e["previous"] == old and switch_at <= e["timestamp"][:19] + "Z", (e, switch_at)  # not early
+        # new connections on each worker get the new certificate (the old one is pinned in vain)
+        accepted = "moq_relay_sessions_accepted_total"
+        before = relay.by_worker(accepted)
+        conns = []
+        try:
+            for _ in range(16):
+                conns.append(await api.connect(relay.url(), fingerprint=nxt, timeout=5))
+                now = relay.by_worker(accepted)
+                if all(now[k] > before[k] for k in ("0", "1")):
+                    break
+            assert all(now[k] > before[k] for k in ("0", "1")), (before, now)
+            with pytest.raises(CertificateMismatch):
+                await api.connect(relay.url(), fingerprint=old, timeout=5)
+            assert relay.http_get("/fingerprint").decode() == nxt
+        finally:
+            for conn in conns:
+                await conn.aclose()
+
+    with RelayProcess("--workers", "2", "--state-dir", str(tmp_path / "state"), "--drain-timeout", "1") as relay:
+        asyncio.run(main(relay))
+        assert relay.stop(timeout=20) == 0, relay.log_tail()
+        assert not [e for e in events(relay, "certificate_refresh_failed")]

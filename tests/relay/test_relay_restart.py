@@ -1,8 +1,9 @@
 """A relay restart under real `moq-publish --fingerprint` and `moq-view` processes (issue 14 items 1
 and 7, issue 10's "the relay restarts" fault): the dev certificate kept in --state-dir keeps pinned
 clients working across a SIGKILL and restart (both notice the silence and reconnect); a new
-certificate makes the pinned publisher and viewer give up with exit 3 within their bound, and
-certificate errors are one clear line each, never aioquic's raw log."""
+certificate makes the pinned publisher and viewer, and a child relay pinned with
+--upstream-fingerprint, give up with exit 3 within their bound, and certificate errors are one clear
+line each, never aioquic's raw log."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 import pytest
 
 from publisher.run import CERT_GRACE
+from relay.upstream import CERT_GRACE as UPSTREAM_GRACE
 from tests.media.procs import PublisherProcess
 from tests.relay.relayproc import ROOT, RelayProcess, python_env
 from tests.relay.test_relay_faults import ViewProcess, wait_until
@@ -66,9 +68,14 @@ def test_restart_keeps_the_certificate_publisher_reconnects_and_a_new_viewer_pla
 
 @pytest.mark.timeout(90)
 def test_new_certificate_pinned_publisher_exits_3_and_certificate_errors_are_one_line(tmp_path):
-    with RelayProcess("--state-dir", str(tmp_path / "a")) as relay, \
-            PublisherProcess(relay.url(), "live/rs", *SMALL, fingerprint=relay.fingerprint) as pub:
+    # (the parent's drain ends at --drain-timeout: the child relay's link does not leave on GOAWAY)
+    with RelayProcess("--state-dir", str(tmp_path / "a"), "--drain-timeout", "2") as relay, \
+            PublisherProcess(relay.url(), "live/rs", *SMALL, fingerprint=relay.fingerprint) as pub, \
+            RelayProcess("--upstream", relay.url(), "--upstream-fingerprint", relay.fingerprint,
+                         "--state-dir", str(tmp_path / "child")) as child:
         assert pub.wait_log("connected", 20), pub.output()
+        wait_until(lambda: child.metrics().get("moq_relay_upstream_connected") == 1, 15,
+                   f"the child relay's upstream link\n{child.log_tail()}")
         running = ViewProcess(relay.url(), "live/rs", "--track", "video", "--fingerprint", relay.fingerprint)
         wait_until(lambda: len(running.objects()) >= 3, 20, f"objects at the viewer\n{running.err}")
         assert relay.stop() == 0  # SIGTERM: GOAWAY to both
@@ -99,6 +106,14 @@ def test_new_certificate_pinned_publisher_exits_3_and_certificate_errors_are_one
             assert "GOAWAY" in said[0] and "reconnecting" in said[0], said
             assert said[-1].startswith("moq-view: the relay at") and other.fingerprint in said[-1], said
             assert f"not the pinned --fingerprint {relay.fingerprint}" in said[-1], said
+            # the child relay retried its parent for UPSTREAM_GRACE seconds too, then exits 3 with one line
+            assert child.proc.wait(UPSTREAM_GRACE + 20) == 3, child.log_tail()
+            assert time.monotonic() - lost < UPSTREAM_GRACE + 20
+            said = [line for line in child.log_text().splitlines() if not line.startswith("{")]
+            assert len(said) == 1 and said[0].startswith(f"moq-relay: the parent relay at {relay.url()}"), said
+            assert f"presents certificate sha256 {other.fingerprint}, not --upstream-fingerprint " \
+                   f"{relay.fingerprint}; gave up after" in said[0], said
+            assert RAW_AIOQUIC not in child.log_text()
     err = pub.stderr().strip().splitlines()
     assert err[-1].startswith("moq-publish: the relay at") and other.fingerprint in err[-1], err[-1]
     assert f"not the pinned --fingerprint {relay.fingerprint}" in err[-1] and "--state-dir" in err[-1]
