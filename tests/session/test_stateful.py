@@ -458,3 +458,15 @@ def test_empty_objects_held_for_an_unknown_alias_count_against_the_bound() -> No
     assert [a.error_code for a in p.take(p.client) if isinstance(a, ev.StopSending) and a.stream_id == sid] == [
         StreamResetCode.EXCESSIVE_LOAD]
     assert p.client.closed is None
+
+
+def test_tiny_chunks_before_setup_count_against_the_bound() -> None:
+    """Data that arrives before the peer's SETUP is held up to max_alias_wait_bytes; only its
+    bytes counted, so 1-byte STREAM frames were held 80x over (200 kB -> 16 MB), unrefused."""
+    p = Pair(start=False, server_config=SessionConfig(max_alias_wait_bytes=1 << 20))
+    p.server.start()
+    for _ in range(20_000):
+        p.server.receive_stream_data(0, b"\x03")
+        if p.server.closed is not None:
+            break
+    assert p.server.closed is not None and p.server.closed.error_code == 0x3, p.server.closed
