@@ -23,10 +23,16 @@ EPILOG = """\
 tracks: video (H.264, avc1), audio (Opus, or AAC passed through), catalog (MSF) in --namespace.
 OBS: Settings > Stream > Service "Custom", Server rtmp://HOST:1935/live, Stream Key KEY, with
   --input rtmp://0.0.0.0:1935/live/KEY (other apps/keys are refused).
-exit status: 0 done (--duration, end of file, SIGINT/SIGTERM), 1 internal error,
-  2 bad arguments or input, 3 relay unreachable (3 attempts) or refused the namespace, or its TLS
-  certificate is untrusted or not the --fingerprint one (not retried at the first connection; after
-  a reconnect, given up after 10 s: a relay keeps its dev certificate only with the same --state-dir).
+passed-through H.264 keeps the input's key frames (--gop does not apply): a group is a GOP, and a
+  viewer starts at a key frame, so the keyframe interval is the longest wait to join (a warning says
+  so when it is long); set it in the encoder (OBS: Output > Keyframe Interval, 1-2 s).
+exit status:
+  0  done: --duration over, end of the file, or SIGINT/SIGTERM (a relay lost meanwhile is retried)
+  1  internal error
+  2  bad arguments or input: a file that cannot be read, an RTMP port already in use, a bad URL
+  3  relay unreachable (3 attempts) or refused the namespace, or its TLS certificate is untrusted or
+     not the --fingerprint one (not retried at the first connection; after a reconnect, given up
+     after 10 s: a relay keeps its dev certificate only with the same --state-dir)
 """
 
 

@@ -265,6 +265,21 @@ def parse_url(url: str) -> ParsedURL:
     return ParsedURL(kinds[parts.scheme], host, port or DEFAULT_PORT, authority, path)
 
 
+def _tried(target: ParsedURL, family: int, addr: tuple, infos: list) -> str:
+    """The address an error message names: what was tried, and why it may be the wrong one
+    (a URL without a port; a name whose first address is IPv6 while the relay may listen on
+    IPv4 only, as `localhost` -> [::1] against a relay bound to 127.0.0.1)."""
+    host = f"[{addr[0]}]" if family == socket.AF_INET6 else addr[0]
+    out = f"tried UDP {host}:{addr[1]}"
+    notes = []
+    if f":{target.port}" not in target.authority:
+        notes.append(f"the URL gives no port: {target.port} is the default")
+    if family == socket.AF_INET6 and ":" not in target.host and any(i[0] == socket.AF_INET for i in infos):
+        v4 = next(i[4][0] for i in infos if i[0] == socket.AF_INET)
+        notes.append(f"{target.host} is also {v4}: a relay listening on IPv4 only is not at {host}")
+    return out + "".join(f"; {n}" for n in notes)
+
+
 class connect:  # noqa: N801 - used like a function, as ``await connect(...)`` or ``async with``
     """Open a MoQ transport session to ``url``.
 
@@ -312,6 +327,7 @@ class connect:  # noqa: N801 - used like a function, as ``await connect(...)`` o
         except socket.gaierror as exc:
             raise ConnectionError(f"cannot resolve {target.host!r}: {exc}") from None
         family, _, _, _, addr = infos[0]
+        tried = _tried(target, family, addr, infos)
         wt = target.kind == "webtransport"
         config = make_configuration(is_client=True, alpns=[H3_ALPN] if wt else self._alpns)
         config.server_name = target.host
@@ -343,13 +359,13 @@ class connect:  # noqa: N801 - used like a function, as ``await connect(...)`` o
             )
         except OSError as exc:
             sock.close()
-            raise ConnectionError(f"cannot connect to {self._url}: {exc}") from None
+            raise ConnectionError(f"cannot connect to {self._url} ({tried}): {exc}") from None
         conn.connect(addr)
         try:
             session = await asyncio.wait_for(asyncio.shield(conn.ready), self._timeout)
         except TimeoutError:
             conn.abort(0, "connect timeout")
-            raise TimeoutError(f"no answer from {self._url} within {self._timeout} s") from None
+            raise TimeoutError(f"no answer from {self._url} ({tried}) within {self._timeout} s") from None
         except asyncio.CancelledError:
             conn.abort(0, "cancelled")
             raise
@@ -358,6 +374,6 @@ class connect:  # noqa: N801 - used like a function, as ``await connect(...)`` o
             raise
         except ConnectionError as exc:
             conn.abort(0, "setup failed")
-            raise type(exc)(f"cannot connect to {self._url}: {exc}") from exc
+            raise type(exc)(f"cannot connect to {self._url} ({tried}): {exc}") from exc
         log.info("connected", url=self._url, kind=session.kind, protocol=session.protocol)
         return session

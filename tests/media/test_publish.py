@@ -185,5 +185,6 @@ def test_bad_input_and_unreachable_relay_fail_fast(tmp_path):
     start = time.monotonic()
     nobody = publish(f"moqt://127.0.0.1:{port}/", "--namespace", "a/b", "--insecure", *SMALL)
     assert nobody.returncode == 3 and "cannot reach" in nobody.stderr, nobody.stderr
+    assert f"tried UDP 127.0.0.1:{port}" in nobody.stderr, nobody.stderr  # the address, not just the URL
     assert time.monotonic() - start < 30
     assert nobody.stderr.count('"event": "connect_failed"') == 3 or nobody.stderr.count("connect_failed") == 3

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import pytest
 
 from moq.errors import StreamResetCode
 from moq.media.catalog import Catalog
+from moq.transport import endpoint
 from moq.wire.types import namespace_from_str
 from tests.relay.relayproc import ROOT, python_env
 
@@ -116,3 +118,14 @@ def test_reset_and_missing_groups_are_gaps(live):
                     {"track": "video", "group": 2, "gap": "missing"}], gaps
     assert lines[-1]["summary"] and lines[-1]["gaps"] == 2 and 16 <= lines[-1]["objects"] <= 18, lines[-1]
     assert "warning: track video: 2 gaps: 1 reset (group 1: TOO_FAR_BEHIND 0x5); 1 missing group (2)" in stderr, stderr
+
+
+def test_connection_errors_name_the_address_tried():
+    out = subprocess.run([sys.executable, "-m", "viewer", "moqt://127.0.0.1/", "--namespace", "a/b", "--insecure",
+                          "--duration", "1"], capture_output=True, text=True, env=python_env(), cwd=ROOT, timeout=40)
+    assert out.returncode == 3, out.stderr
+    assert "(tried UDP 127.0.0.1:443; the URL gives no port: 443 is the default)" in out.stderr, out.stderr
+    # localhost tried as [::1] first, while the relay may listen on 127.0.0.1 only
+    infos = [(socket.AF_INET6, 0, 0, "", ("::1", 4443, 0, 0)), (socket.AF_INET, 0, 0, "", ("127.0.0.1", 4443))]
+    tried = endpoint._tried(endpoint.parse_url("moqt://localhost:4443/"), socket.AF_INET6, infos[0][4], infos)
+    assert tried == "tried UDP [::1]:4443; localhost is also 127.0.0.1: a relay listening on IPv4 only is not at [::1]"
