@@ -25,8 +25,8 @@ from .load import Result, Spec, run_load
 from .procs import kill_all, start_moqrs_relay, start_our_relay
 from .scenarios import ceiling, glass_to_glass, ramp, soak
 
-RUN_SECONDS = 14  # a load run with its start-up and teardown, for the time budget
-SOAK_SLACK = 25  # the soak's start-up and teardown
+RUN_SECONDS = 10  # a load run with its start-up and teardown, for the time budget
+SOAK_SLACK = 12  # the soak's start-up and teardown
 #: where each moq-bench ramp starts (it goes up while clean, down if the first step loses objects):
 #: both relays were clean at 200 and lost objects at 400 on the 2-core machine, for S1 and S2
 RAMP_FIRST = {"S1": 200, "S2": 200}
@@ -162,15 +162,15 @@ def main() -> None:
     p.add_argument("--soak-seconds", type=float, default=300.0,
                    help="the soak's length in the full run (0: no soak)")
     p.add_argument("--warmup", type=float, default=1.5, help="seconds before each measurement window")
-    p.add_argument("--measure", type=float, default=4.0, help="seconds in each measurement window")
+    p.add_argument("--measure", type=float, default=3.5, help="seconds in each measurement window")
     p.add_argument("--workers", type=ints, default=[1, 2], help="our relay's --workers values for N=50 x 625")
     p.add_argument("--relays", type=lambda s: s.split(","), default=["ours", "moq-rs"])
     p.add_argument("--s1", type=ints, default=[100, 200, 400, 800], help="moq-bench S1 subscriber counts")
     p.add_argument("--s2", type=ints, default=[50, 100, 200, 400], help="moq-bench S2 subscriber counts")
     p.add_argument("--budget", type=float, default=None,
-                   help="seconds for the whole run (default 585, quick 55, --soak: its length + 60 per relay)")
+                   help="seconds for the whole run (default 590, quick 55, --soak: its length + 60 per relay)")
     a = p.parse_args()
-    a.budget = a.budget or (55.0 if a.quick else (a.soak + 60) * len(a.relays) if a.soak else 585.0)
+    a.budget = a.budget or (55.0 if a.quick else (a.soak + 60) * len(a.relays) if a.soak else 590.0)
     atexit.register(kill_all)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # atexit kills the children
     bench, started = Bench(a), time.time()

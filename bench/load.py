@@ -33,8 +33,10 @@ RELAY_RATES = ("udp_datagrams_sent", "udp_datagrams_received", "udp_send_calls",
 #: frame, the rest in its Rust threads), and several times that while a relay delivers groups late.
 #: sub.py's fast reader (loadgen/fastread.py) lowers that to about 35-40 us for the subscriptions that
 #: are not latency probes.  A process's Python thread is one core at most, so no process gets more
-#: than FRAMES_PER_PROC frames/s or SUBS_PER_PROC connections.
-FRAMES_PER_PROC = int(os.environ.get("BENCH_FRAMES_PER_PROC", "8000"))
+#: than FRAMES_PER_PROC frames/s or SUBS_PER_PROC connections.  Fewer, fuller processes cost less per
+#: frame here than more of them (each has its own Rust runtime threads; at N=50 x 625 under load:
+#: 5 processes ~120 us/frame, 2 processes ~46 us/frame), so the fast reader's processes take 16k/s.
+FRAMES_PER_PROC = int(os.environ.get("BENCH_FRAMES_PER_PROC", "16000"))
 SUBS_PER_PROC = 50
 #: subscriptions (spread over the processes) that read each frame on arrival and give the latency
 #: figures; the others count objects from buffers read every BATCH_MS (their latency is not reported)
