@@ -100,3 +100,30 @@ def test_fetch_objects_over_the_size_limit_are_refused_like_subgroup_objects(pro
         feed(dec, [stream], fin=False)
     assert info.value.code == StreamResetCode.EXCESSIVE_LOAD
     assert feed(UniStreamDecoder(max_payload=1000, fetch_descending=lambda _rid: False), [stream], fin=False)
+
+
+def test_an_object_in_one_byte_chunks_is_held_at_about_its_size():
+    """Held chunks were kept one by one: 1-byte STREAM frames cost ~43 bytes each, so a 16 MB
+    object (within --max-object-size) sent that way held 700 MB.  Small chunks are now copied
+    into one buffer; the same for a control message."""
+    import tracemalloc
+
+    from moq.wire.data import SubgroupHeader, encode_subgroup_object
+    from moq.wire.framing import MessageDecoder
+
+    n = 20_000
+    dec = UniStreamDecoder(max_payload=1 << 20)
+    dec.feed(SubgroupHeader(1, 0).encode() + encode_subgroup_object(None, 0, n))
+    msg = MessageDecoder()
+    msg.feed(b"\x03\xff\xff")  # a 65 535-byte SUBSCRIBE on its way
+    tracemalloc.start()
+    try:
+        for _ in range(n - 1):
+            dec.feed(bytes(1))
+            msg.feed(bytes(1))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 4 * n, held
+    (obj,) = dec.feed(b"\x07")
+    assert len(obj.payload) == n and obj.payload[-1] == 7 and not any(obj.payload[:-1])
