@@ -393,7 +393,7 @@ class SessionPair(RuleBasedStateMachine):
 
 
 SessionPair.TestCase.settings = settings(
-    max_examples=int(os.environ.get("MOQ_STATEFUL_EXAMPLES", "60")), stateful_step_count=40, deadline=None,
+    max_examples=int(os.environ.get("MOQ_STATEFUL_EXAMPLES", "100")), stateful_step_count=40, deadline=None,
     derandomize="MOQ_STATEFUL_EXAMPLES" not in os.environ, suppress_health_check=[HealthCheck.too_slow])
 test_session_pair_state_machine = SessionPair.TestCase
 
