@@ -127,3 +127,15 @@ def test_an_object_in_one_byte_chunks_is_held_at_about_its_size():
     assert held < 4 * n, held
     (obj,) = dec.feed(b"\x07")
     assert len(obj.payload) == n and obj.payload[-1] == 7 and not any(obj.payload[:-1])
+
+
+def test_a_protocol_error_escaping_the_session_is_a_failure(monkeypatch):
+    """The session targets allow nothing out, not even a protocol error."""
+    from moq.session import Session
+
+    def leak(self, *args, **kwargs):
+        raise ProtocolViolation("leaked")
+
+    monkeypatch.setattr(Session, "receive_stream_data", leak)
+    with pytest.raises(AssertionError, match="escaped the session"):
+        targets.check("session", bytes((1, 0, 1, 0)))
