@@ -123,8 +123,9 @@ class Bench:
     async def soak(self, relays: list[str]) -> None:
         for relay in relays:
             start, protocol = RELAYS[relay]
-            self.log(f"soak: {relay}, {self.soak_seconds:g} s, one subscriber SIGSTOPped throughout")
-            r, summary = await soak(self.soak_seconds, start, relay, protocol)
+            self.log(f"soak: {relay}, {self.soak_seconds:g} s, one subscriber SIGSTOPped "
+                     + ("throughout" if self.a.soak_stall == "stop" else "(but 0.3 s every 7 s)"))
+            r, summary = await soak(self.soak_seconds, start, relay, protocol, stall=self.a.soak_stall)
             self.rows.append(r.as_dict())
             self.soaks.append(summary)
             self.log(f"  RSS {summary['rss_start_mb']} -> {summary['rss_end_mb']} MB (peak {summary['peak_rss_mb']}), "
@@ -161,6 +162,9 @@ def main() -> None:
                    help="run only the soak (N=10 x 625 with a SIGSTOPped subscriber), this long, for each of --relays")
     p.add_argument("--soak-seconds", type=float, default=300.0,
                    help="the soak's length in the full run (0: no soak)")
+    p.add_argument("--soak-stall", choices=("cycle", "stop"), default="cycle",
+                   help="the stalled subscriber: cycle = SIGSTOPped but for 0.3 s every 7 s, so it stays connected; "
+                        "stop = SIGSTOPped throughout (its connection dies at the QUIC idle timeout)")
     p.add_argument("--warmup", type=float, default=1.5, help="seconds before each measurement window")
     p.add_argument("--measure", type=float, default=3.5, help="seconds in each measurement window")
     p.add_argument("--workers", type=ints, default=[1, 2], help="our relay's --workers values for N=50 x 625")

@@ -60,13 +60,17 @@ class Spec:
     workers: int | None = None  # our relay's --workers (None: flag not passed)
     publisher: str = "moq-rs"  # or "ours" (bench/ourpub.py, our library)
     stalled: int = 0  # extra subscriptions in one process SIGSTOPped for the whole run (not counted)
+    #: (stopped s, running s): SIGCONT the stalled process for a moment now and then, so that its QUIC
+    #: connection outlives the idle timeout while it stays stalled; None: stopped throughout
+    stall_cycle: tuple[float, float] | None = None
     sample_s: float = 0.0  # sample the relay's RSS this often (0: never)
 
     @property
     def label(self) -> str:
         w = f" workers={self.workers}" if self.workers else ""
         p = " (our publisher)" if self.publisher == "ours" else ""
-        st = f" + {self.stalled} stalled, {self.warmup + self.measure + TAIL:g} s" if self.stalled else ""
+        how = "stalled" if self.stall_cycle else "stopped"
+        st = f" + {self.stalled} {how}, {self.warmup + self.measure + TAIL:g} s" if self.stalled else ""
         return f"N={self.n} x {self.rate:g}/s{w}{p}{st}"
 
     def window(self) -> tuple[int, int]:
@@ -195,12 +199,14 @@ async def _run(spec: Spec, start_relay: StartRelay, procs: Procs, res: Result) -
             for i, (c, p) in enumerate(zip(counts, probes))]
     for s, c in zip(subs, counts):
         await s.json(20 + c * 0.3, "ready")
-    stalled = None
+    stalled = cycler = None
     if spec.stalled:  # subscribed like the others, then SIGSTOPped before the first object: it never reads
         stalled = await procs.loadgen("stalled subscriber", "sub.py", *common, "--count", str(spec.stalled),
                                       "--probes", "0")
         await stalled.json(20 + spec.stalled * 0.3, "ready")
         os.kill(stalled.pid, signal.SIGSTOP)
+        if spec.stall_cycle:
+            cycler = asyncio.create_task(cycle_stop(stalled.pid, *spec.stall_cycle))
     clients = [pub, *subs]
     pub.send("go")
     t0 = (await pub.json(10, "t0"))["t0"]
@@ -220,6 +226,8 @@ async def _run(spec: Spec, start_relay: StartRelay, procs: Procs, res: Result) -
     for s in subs:
         s.send("stop")
     reports = [await s.json(20, "received") for s in subs]
+    if cycler is not None:
+        cycler.cancel()
     if stalled is not None:
         stalled.kill()  # SIGKILL ends a stopped process too
     pub.send("stop")
@@ -227,16 +235,26 @@ async def _run(spec: Spec, start_relay: StartRelay, procs: Procs, res: Result) -
     _fill(res, spec, s0, s1, a, b, reports, pub_report)
 
 
+async def cycle_stop(pid: int, stopped: float, running: float) -> None:
+    """SIGSTOP pid, and SIGCONT it for `running` seconds after every `stopped` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        while True:
+            await asyncio.sleep(stopped)
+            os.kill(pid, signal.SIGCONT)
+            await asyncio.sleep(running)
+            os.kill(pid, signal.SIGSTOP)
+
+
 async def sample_relay(relay: Relay, t0: int, every: float, res: Result) -> None:
     """Every `every` seconds from t0: [seconds since t0, relay RSS MiB (VmRSS, all its processes),
-    sessions open (our relay's /metrics, else None)] into res.extra["rss_samples"]."""
+    sessions open, cache MB (our relay's /metrics, else None)] into res.extra["rss_samples"]."""
     samples = res.extra.setdefault("rss_samples", [])
     k = 0
     while True:
         await sleep_until_ns(t0 + int(k * every * 1e9))
         m = await relay.metrics() or {}
         samples.append([round((time.monotonic_ns() - t0) / 1e9, 1), round(rss_mb(relay.pids()), 1),
-                        m.get("sessions")])
+                        m.get("sessions"), round(m["cache_bytes"] / 1e6, 1) if "cache_bytes" in m else None])
         k += 1
 
 

@@ -89,7 +89,7 @@ def load_table(rows: list[dict]) -> str:
 def soak_table(soaks: list[dict]) -> str:
     if not soaks:
         return ""
-    out = ["| soak: one subscriber SIGSTOPped throughout | relay (protocol) | delivered to the others (lost) "
+    out = ["| soak: one more subscriber SIGSTOPped | relay (protocol) | delivered to the others (lost) "
            "| p99 ms | relay CPU % | relay RSS start / max / end MB (VmRSS after warm-up) | peak RSS MB (VmHWM) "
            "| RSS slope after warm-up MB/min | stalled session closed by the relay after |",
            "|---|---|---|---|---|---|---|---|---|"]

@@ -123,17 +123,24 @@ async def ramp(profile: str, counts: list[int], start_relay: StartRelay, relay: 
 
 
 SOAK = {"n": 10, "rate": 625.0, "warmup": 30.0, "sample_s": 5.0}  # the soak's load and sampling
+#: The stalled subscriber runs for 0.3 s every 7 s and is stopped otherwise: stopped throughout, its
+#: QUIC connection dies at the idle timeout (10 s with moq-rs) and the relay rightly closes it, after
+#: which no stalled subscriber is present.  Waking it briefly keeps it connected, and stalled 96% of
+#: the time, for the whole run ("stop" is the stopped-throughout variant).
+STALL_CYCLE = (7.0, 0.3)
 
 
-async def soak(seconds: float, start_relay: StartRelay, relay: str, protocol: str) -> tuple[Result, dict]:
-    """N=10 x 625 obj/s for `seconds` with one more subscriber SIGSTOPped for the whole run: is the
-    relay's RSS flat?  RSS (VmRSS) is sampled every 5 s; delivery counts the other subscribers only."""
+async def soak(seconds: float, start_relay: StartRelay, relay: str, protocol: str,
+               stall: str = "cycle") -> tuple[Result, dict]:
+    """N=10 x 625 obj/s for `seconds` with one more subscriber SIGSTOPped (stall="cycle": but for 0.3 s
+    every 7 s) for the whole run: is the relay's RSS flat?  RSS (VmRSS) is sampled every 5 s; delivery
+    counts the other subscribers only."""
     warmup = min(SOAK["warmup"], seconds / 4)
     spec = Spec("soak", SOAK["n"], SOAK["rate"], warmup=warmup, measure=seconds - warmup - TAIL, stalled=1,
-                sample_s=SOAK["sample_s"])
+                sample_s=SOAK["sample_s"], stall_cycle=STALL_CYCLE if stall == "cycle" else None)
     r = await run_load(spec, start_relay, relay, protocol)
     out = {"scenario": "soak", "relay": relay, "protocol": r.protocol, "load": spec.label, "seconds": seconds,
-           "warmup_s": warmup, "delivered_frac": r.delivered_frac, "lost": r.lost, "p99_ms": r.p99_ms,
+           "warmup_s": warmup, "stall": stall, "delivered_frac": r.delivered_frac, "lost": r.lost, "p99_ms": r.p99_ms,
            "relay_cpu_pct": r.relay_cpu_pct, "peak_rss_mb": r.relay_rss_mb, "error": r.error,
            **rss_summary(r.extra.get("rss_samples", []), warmup)}
     return r, out

@@ -135,8 +135,9 @@ def test_rss_of_this_process():
 
 
 def test_soak_and_workers_reporting():
+    assert Spec("soak", 10, 625, warmup=30, measure=269, stalled=1).label == "N=10 x 625/s + 1 stopped, 300 s"
     soak = {"scenario": "soak", "relay": "ours", "protocol": "IETF moqt-18", "load": Spec(
-        "soak", 10, 625, warmup=30, measure=269, stalled=1).label, "seconds": 300, "delivered_frac": 1.0, "lost": 0,
+        "soak", 10, 625, warmup=30, measure=269, stalled=1, stall_cycle=(7, 0.3)).label, "seconds": 300, "delivered_frac": 1.0, "lost": 0,
         "p99_ms": 9.5, "relay_cpu_pct": 60, "peak_rss_mb": 70, "rss_start_mb": 60.0, "rss_max_sample_mb": 62.0,
         "rss_end_mb": 61.0, "slope_mb_per_min": 0.2, "stalled_closed_s": 35.0, "error": ""}
     assert soak["load"] == "N=10 x 625/s + 1 stalled, 300 s"
