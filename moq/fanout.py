@@ -52,8 +52,20 @@ class TrackRate:
         return max(self.rate, current)
 
 
+class _ConnLoad:
+    """The tracks one connection receives and their summed bitrate, recomputed at most once
+    per window (a relay link may carry thousands of tracks)."""
+
+    __slots__ = ("tracks", "at", "rate")
+
+    def __init__(self) -> None:
+        self.tracks: WeakSet[Track] = WeakSet()
+        self.at: float | None = None
+        self.rate = 0.0
+
+
 _rates: WeakKeyDictionary[Track, TrackRate] = WeakKeyDictionary()
-_conn_tracks: WeakKeyDictionary[Connection, WeakSet[Track]] = WeakKeyDictionary()
+_loads: WeakKeyDictionary[Connection, _ConnLoad] = WeakKeyDictionary()
 
 
 def track_rate(track: Track, now: float, just_written: int = 0) -> float:
@@ -118,10 +130,10 @@ class SubscriberSink:
         probe = getattr(self.conn.transport, "send_backlog", None)
         self._backlog = probe if probe is not None else _no_backlog
         self.limit = self.max_backlog
-        tracks = _conn_tracks.get(self.conn)
-        if tracks is None:
-            tracks = _conn_tracks[self.conn] = WeakSet()
-        self._conn_tracks = tracks
+        load = _loads.get(self.conn)
+        if load is None:
+            load = _loads[self.conn] = _ConnLoad()
+        self._load = load
 
     def update(self, params: Parameters) -> None:
         """The subscriber's new parameters (SUBSCRIBE, PUBLISH_OK or REQUEST_UPDATE):
@@ -175,10 +187,13 @@ class SubscriberSink:
     def _update_limit(self, track: Track, obj: CachedObject) -> None:
         """`backlog_seconds` of every track this connection receives, at least `max_backlog`."""
         now = self.conn.loop.time()
-        tracks = self._conn_tracks
-        tracks.add(track)
-        rate = sum(track_rate(t, now, len(obj.payload) if t is track else 0) for t in tracks)
-        self.limit = max(self.max_backlog, int(rate * self.backlog_seconds))
+        load = self._load
+        own = track_rate(track, now, len(obj.payload))
+        if track not in load.tracks or load.at is None or now - load.at >= RATE_WINDOW:
+            load.tracks.add(track)
+            load.rate = sum(track_rate(t, now) for t in load.tracks)
+            load.at = now
+        self.limit = max(self.max_backlog, int(max(load.rate, own) * self.backlog_seconds))
 
     def _admit_group(self, track: Track, obj: CachedObject) -> bool:
         """Before opening a stream: if the subscriber is behind, drop its older groups and
