@@ -39,12 +39,16 @@ def view(live: LiveRelay, *args: str, timeout: float = 40) -> subprocess.Complet
                           capture_output=True, text=True, env=python_env(), cwd=ROOT, timeout=timeout)
 
 
-def test_bad_fingerprint_is_one_line_and_exit_2():
+def test_bad_fingerprint_or_output_extension_is_one_line_and_exit_2():
     out = subprocess.run([sys.executable, "-m", "viewer", "moqt://127.0.0.1:9/", "--namespace", "a/b",
                           "--fingerprint", "xyz"], capture_output=True, text=True, env=python_env(), cwd=ROOT,
                          timeout=30)
     assert out.returncode == 2, out.stderr
     assert out.stderr.count("\n") == 1 and out.stderr.startswith("moq-view: --fingerprint: not a SHA-256"), out.stderr
+    out = subprocess.run([sys.executable, "-m", "viewer", "moqt://127.0.0.1:9/", "--namespace", "a/b",
+                          "--output", "rec.webm"], capture_output=True, text=True, env=python_env(), cwd=ROOT,
+                         timeout=30)
+    assert out.returncode == 2 and "unsupported extension; use .mp4, .m4v, .mov or .mkv" in out.stderr, out.stderr
 
 
 def test_audio_only_broadcast_without_track(live):
