@@ -75,9 +75,9 @@ class RelayConfig:
     max_sessions: int = _opt(10_000, "int", "concurrent sessions; more are refused", "limits")
     max_requests_per_session: int = _opt(1_000, "int", "request ids a peer may use (MAX_REQUEST_ID)", "limits")
     max_subscribers_per_track: int = _opt(10_000, "int", "downstream subscriptions to one track", "limits")
-    max_requests_per_second: int = _opt(100, "int", "new requests (and REQUEST_UPDATEs) one session may make per "
+    max_requests_per_second: int = _opt(50, "int", "new requests (and REQUEST_UPDATEs) one session may make per "
                                         "second, in bursts of as many; more are refused with EXCESSIVE_LOAD, and "
-                                        "a session refused more than that again is closed", "limits")
+                                        "a session that sends 10 more while refused is closed", "limits")
     max_requests_per_second_per_source: int = _opt(500, "int", "the same over all sessions from one IP address",
                                                    "limits")
     max_upstream_requests_per_source: int = _opt(32, "int", "requests from one IP address waiting on an upstream "

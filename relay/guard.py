@@ -18,6 +18,9 @@ All of it is O(1) per request; the tables are bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import ipaddress
 from collections import Counter
 from collections.abc import Callable
 
@@ -32,6 +35,7 @@ BURST_SECONDS = 1.0  # a bucket holds this many seconds of its rate
 MAX_SOURCES = 4096  # source buckets kept; full (idle) ones are dropped past this
 MAX_NEGATIVE = 10_000  # cached refusals kept
 SUMMARY_INTERVAL = 5.0  # seconds between info summaries of refusals
+STRIKES = 10  # refusals a session may ignore in a burst before it is closed for flooding
 
 #: upstream REQUEST_ERROR codes passed on as they are (with a generic reason); the others
 #: describe the relay's own upstream session (GOING_AWAY, token trouble, duplicates) or are
@@ -59,18 +63,24 @@ def public_reason(code: int) -> tuple[int, str]:
     return out, _REASONS[out]
 
 
+@functools.lru_cache(maxsize=MAX_SOURCES)
 def source_of(peer: str) -> str:
-    """The address part of a transport's "host:port" (or "[v6]:port")."""
-    host = peer.rpartition(":")[0]
-    return host.strip("[]") or peer
+    """The source a transport's "host:port" (or "[v6]:port") counts under: the IPv4 address,
+    or the IPv6 /64 (one subscriber line holds a whole /64; per-address limits would be free to
+    dodge there)."""
+    host = peer.rpartition(":")[0].strip("[]") or peer
+    if ":" in host:
+        with contextlib.suppress(ValueError):
+            return str(ipaddress.IPv6Network(f"{host}/64", strict=False))
+    return host
 
 
 class TokenBucket:
     __slots__ = ("rate", "burst", "tokens", "stamp")
 
-    def __init__(self, rate: float, now: float) -> None:
+    def __init__(self, rate: float, now: float, burst: float | None = None) -> None:
         self.rate = rate
-        self.burst = max(1.0, rate * BURST_SECONDS)
+        self.burst = max(1.0, rate * BURST_SECONDS if burst is None else burst)
         self.tokens = self.burst
         self.stamp = now
 
@@ -90,10 +100,11 @@ class TokenBucket:
 class RequestLimiter:
     """Admission of new requests: `admit()` gives None, or the metrics reason of a refusal.
 
-    A session that goes on sending while refused (more refusals than a second's budget, at
-    the budget's rate) is flooding: `strike()` says when to close it.  Refusing costs about
+    A session that goes on sending while refused (more than STRIKES refusals, refilled at a
+    tenth of its rate) is flooding: `strike()` says when to close it.  Refusing costs about
     as much as answering (the request stream is opened, read and answered either way), so
-    only closing bounds what a flood costs the relay and its other sessions."""
+    only closing bounds what a flood costs the relay and its other sessions: a closed QUIC
+    connection's queued packets are dropped unread."""
 
     def __init__(self, per_session: float, per_source: float, pending_per_source: int,
                  clock: Callable[[], float]) -> None:
@@ -129,7 +140,7 @@ class RequestLimiter:
         now = self.clock()
         bucket = self.strikes.get(session_key)
         if bucket is None:
-            bucket = self.strikes[session_key] = TokenBucket(self.per_session, now)
+            bucket = self.strikes[session_key] = TokenBucket(self.per_session / 10, now, burst=STRIKES)
         return not bucket.take(now)
 
     def forget(self, session_key: int) -> None:

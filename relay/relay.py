@@ -276,12 +276,11 @@ class Relay:
         if conn.is_closed:
             return
         if rt is not None:
-            self.downstream.pop(key, None)
-            self._detach(rt, key)
             conn.publish_done(event.request_id, PublishDoneCode.UPDATE_FAILED, "request rate limit")
         else:
             conn.session.end_request(event.request_id)
-        conn.cancel(event.request_id)
+        conn.cancel(event.request_id)  # stop reading it (and reset a fetch's data stream)
+        self.on_cancelled(conn, event.request_id, StreamResetCode.CANCELLED)  # forget it here too
 
     def on_cancelled(self, conn: Connection, request_id: int, error_code: int) -> None:
         key = (id(conn), request_id)
