@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from moq.errors import StreamResetCode
 
 MAX_GAP_ROWS = 1000  # --json gap rows per track at the end of the run
+# a jump of more group ids than this is a new numbering, not loss: moq-publish numbers groups
+# from the wall clock in ms (MSF), so a restarted publisher continues far ahead
+MAX_MISSING_RUN = 1000
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -80,7 +83,8 @@ class TrackStats:
             return []
         reset = {g for g, _ in self.resets}
         order = sorted(self.groups)
-        return [g for a, b in zip(order, order[1:]) for g in range(a + 1, b) if g not in reset]
+        return [g for a, b in zip(order, order[1:]) if b - a - 1 <= MAX_MISSING_RUN
+                for g in range(a + 1, b) if g not in reset]
 
     def missing_objects(self) -> dict[int, int]:
         """Object ids missing inside each received group (from 0, except in the first group,

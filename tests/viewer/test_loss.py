@@ -75,3 +75,21 @@ def test_a_24_mbit_track_crosses_the_relay_without_losing_a_group():
         dropped = relay.metrics().get("moq_relay_dropped_groups_total", 0)
     assert got == expected, f"groups lost: {got}"
     assert dropped == 0
+
+
+def test_gap_accounting_units():
+    """Resets, missing groups and holes each count once; a reset group that never delivered an
+    object is not also a missing one; a jump to a new numbering (a restarted publisher numbers
+    its groups from the wall clock) is not loss."""
+    from viewer.stats import TrackStats
+
+    t = TrackStats("video", "video")
+    for g, objects in ((10, (0, 1, 2)), (11, (0,)), (13, (0, 2)), (14, (0,)), (5_000_000, (0,))):
+        for o in objects:
+            t.record(g, o, 1, None, None, 0.0)
+    assert t.reset(11, 0, 5) and not t.reset(11, 0, 5) and t.reset(12, 0, 5)
+    assert t.missing_groups() == [] and t.missing_objects() == {13: 1}
+    assert t.gaps() == 3  # groups 11 and 12 reset (12 before any object came), one object of 13
+    assert t.describe_gaps() == ("track video: 3 gaps: 2 reset (groups 11, 12: TOO_FAR_BEHIND 0x5); "
+                                 "1 missing objects in group 13")
+    assert {r["gap"] for r in t.gap_rows()} == {"objects"}
