@@ -486,6 +486,12 @@ class Session(RequestCommands):
                 self._emit(ev.PublishBlockedReceived(req.request_id, msg.track_namespace_suffix, msg.track_name))
 
     def _first_response(self, req: Request, msg: c.Message) -> None:
+        """The responder's first answer.  What closes the session here is what the draft says
+        MUST close it (a Redirect's Connect URI to a server or Track Name for a namespace
+        request, a SUBSCRIBE_OK reusing another track's alias, FETCH_OK End before Start, Track
+        Properties in a REQUEST_OK); anything the draft leaves to us ends only the request (an
+        unknown mandatory track property).  A relay keeps a downstream peer from provoking the
+        former from a conforming publisher by validating requests before forwarding them."""
         rid = req.request_id
         if isinstance(msg, c.RequestError):
             rd = msg.redirect  # § Redirect Structure
