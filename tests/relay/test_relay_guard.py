@@ -15,10 +15,10 @@ from moq.connection import RequestRejectedError
 from moq.errors import RequestErrorCode
 from moq.session.requests import end_before_start
 from moq.transport.tls import ServerCredentials
-from moq.wire.types import Location, namespace_from_str
+from moq.wire.types import Location, Parameters, namespace_from_str
 from relay.guard import STRIKES, NegativeCache, RequestLimiter, TokenBucket, public_reason, source_of
 
-from .relayproc import RelayProcess, connect
+from .relayproc import RelayProcess, connect, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 NS = namespace_from_str("live/guard")
@@ -142,5 +142,29 @@ def test_publish_namespace_ends_a_cached_refusal():
         await again.aclose()
 
     with RelayProcess("--drain-timeout", "1", "--negative-cache-ttl", "30") as relay:
+        asyncio.run(main(relay))
+        assert relay.stop() == 0, relay.log_tail()
+
+
+def test_refused_update_ends_a_namespace_request_at_the_relay():
+    """Past the rate limit a REQUEST_UPDATE is refused, which ends its request (§ REQUEST_UPDATE:
+    the responder closes a PUBLISH_NAMESPACE's stream): the relay stops routing to it."""
+
+    async def main(relay: RelayProcess) -> None:
+        pconn = await connect(relay, "moqt", handler=Publisher())
+        rid = await pconn.publish_namespace(NS)
+        assert relay.metrics()["moq_relay_namespaces"] == 1
+        for _ in range(8):  # --max-requests-per-second 5: the PUBLISH_NAMESPACE and 4 updates pass
+            pconn.session.request_update(rid, Parameters())
+        await wait_until(lambda: relay.metrics()["moq_relay_namespaces"] == 0, what="the namespace withdrawn")
+        viewer = await connect(relay, "moqt")
+        with pytest.raises(RequestRejectedError) as err:
+            await viewer.subscribe(NS, b"video")
+        assert err.value.code == RequestErrorCode.DOES_NOT_EXIST
+        assert not pconn.is_closed  # one refusal: the session itself goes on
+        await viewer.aclose()
+        await pconn.aclose()
+
+    with RelayProcess("--drain-timeout", "1", "--max-requests-per-second", "5") as relay:
         asyncio.run(main(relay))
         assert relay.stop() == 0, relay.log_tail()
