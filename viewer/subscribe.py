@@ -5,8 +5,10 @@ measurements.
   complete catalog (object 0 of its current group) arrives at once, then every update.
 * Media tracks: SUBSCRIBE from the live edge.  A video track that is being recorded also
   gets a joining FETCH of its current group, so the recording starts at that group's key
-  frame instead of waiting up to a GOP for the next one.  Objects from the fetch are handed
-  to the recorder before the subscription's (which wait until the fetch is done).
+  frame instead of waiting up to a GOP for the next one (audio: of its last groups, so the
+  recording starts with both).  Objects from the fetch are handed to the recorder before the
+  subscription's (which wait until the fetch is done); see `reader.TrackReader`.
+* No --track: the media tracks the catalog lists.
 * Every object is measured on arrival: latency = now − LOC capture timestamp (wall-clock µs
   since the epoch), counts per group for gaps.  `on_object` sees objects in arrival order;
   `on_media` sees each track's objects in track order (fetched ones first).
@@ -26,17 +28,15 @@ from dataclasses import dataclass, field
 import structlog
 
 from moq import api
-from moq.connection import Connection, FetchResult, RequestRejectedError, Subscription
+from moq.connection import Connection, RequestRejectedError
 from moq.errors import MoQError, SessionClosedError
 from moq.media.catalog import CATALOG_TRACK, Catalog, CatalogError, CatalogTrack
-from moq.media.loc import LocProperties
-from moq.session import events as ev
 from moq.token import redact
 from moq.transport.tls import CertificateMismatch, CertificateUntrusted
-from moq.wire.data import ObjectStatus
-from moq.wire.types import EMPTY_PARAMETERS, Parameters, TrackNamespace, namespace_from_str
+from moq.wire.types import namespace_from_str
 
-from .stats import Stats, TrackStats
+from .reader import REQUEST_TIMEOUT, Received, TrackReader
+from .stats import Stats
 
 log = structlog.get_logger(__name__)
 
@@ -50,15 +50,11 @@ AUTO = ""  # no --track: the media tracks the catalog lists
 CATALOG_WAIT = 5.0  # seconds to wait for the first catalog with --track all
 STALL = 2.0  # a media track silent this long at the end did not deliver "for the whole duration"
 END_SLACK = 0.5  # a track ending this close to the end of the duration ended on time
-REQUEST_TIMEOUT = 10.0
-AUDIO_JOIN_GROUPS = 1  # a recorded audio track's joining FETCH goes back this many groups (moq-publish: ~1 s each)
 BACKOFF_START, BACKOFF_MAX = 0.5, 4.0  # between reconnection attempts
 RECONNECT_FOR = 30.0  # a relay that stays away this long ends the run (exit 3)
 CERT_GRACE = 10.0  # a relay whose certificate stopped matching is retried this long
 WATCH_INTERVAL = 1.0  # seconds between checks of the session (GOAWAY, closed, PING unanswered)
 DEAD_AFTER = 4.0  # no acknowledgement from the relay for this long: it is gone
-# MSF § Catalog: the catalog subscription SHOULD have a higher subscriber priority (lower value) than media
-CATALOG_PARAMETERS = Parameters(subscriber_priority=0)
 
 _VIDEO_CODECS = ("avc1", "avc3", "hev1", "hvc1", "vp8", "vp09", "av01")
 _AUDIO_CODECS = ("opus", "mp4a", "flac", "ac-3", "ec-3", "pcm")
@@ -75,26 +71,6 @@ class ViewError(Exception):
 
 class CertificateError(ViewError):
     """The relay's certificate is untrusted or not the pinned one: retrying cannot fix it."""
-
-
-@dataclass(slots=True)
-class Received:
-    """One measured object."""
-
-    track: str
-    group: int
-    subgroup: int | None
-    object: int
-    payload: bytes | memoryview
-    props: LocProperties | None
-    latency_ms: float | None
-    arrival_us: int  # wall clock, µs since the epoch
-    fetched: bool
-
-    def json(self) -> dict:
-        return {"track": self.track, "group": self.group, "subgroup": self.subgroup, "object": self.object,
-                "bytes": len(self.payload),
-                "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 3)}
 
 
 def kind_of(name: str, entry: CatalogTrack | None) -> str:
@@ -126,122 +102,6 @@ async def connect(url: str, *, fingerprint: str | None, insecure: bool, timeout:
                         "with --fingerprint HEX, as the relay prints it, or --insecure for development") from None
     except (ConnectionError, TimeoutError, OSError, SessionClosedError, MoQError) as exc:
         raise ViewError(EXIT_UNREACHABLE, f"cannot reach {redact(url)}: {str(exc) or type(exc).__name__}") from None
-
-
-class TrackReader:
-    """One subscribed track (plus its joining fetch, if any)."""
-
-    def __init__(self, viewer: Viewer, name: str, namespace: TrackNamespace, kind: str, *, visible: bool,
-                 join: bool) -> None:
-        self.viewer = viewer
-        self.name = name
-        self.namespace = namespace
-        self.kind = kind
-        self.visible = visible  # reported and measured (the catalog read only for metadata is not)
-        self.join = join
-        self.stats: TrackStats | None = viewer.stats.track(name, kind) if visible else None
-        self.sub: Subscription | None = None
-        self.fetch: FetchResult | None = None
-        self.pending: list[Received] | None = None  # subscription objects held until the fetch is done
-        self.task: asyncio.Task | None = None
-        self.ended_at: float | None = None
-        self.end_reason: str | None = None
-        self.failed = False
-
-    async def open(self) -> None:
-        conn = self.viewer.conn
-        params = CATALOG_PARAMETERS if self.kind == "catalog" else EMPTY_PARAMETERS
-        self.sub = await conn.subscribe(self.namespace, self.name.encode(), params, timeout=REQUEST_TIMEOUT)
-        if self.join and self.sub.largest is not None:
-            try:  # audio groups are shorter than a GOP: go back far enough to cover the video's
-                back = AUDIO_JOIN_GROUPS if self.kind == "audio" else 0
-                self.fetch = await conn.joining_fetch(self.sub, back, timeout=REQUEST_TIMEOUT)
-                self.pending = []
-            except (RequestRejectedError, TimeoutError) as exc:
-                log.info("joining_fetch_failed", track=self.name, error=str(exc))
-
-    async def run(self) -> None:
-        assert self.sub is not None
-        fetch_task = asyncio.create_task(self._read_fetch()) if self.fetch is not None else None
-        try:
-            async for obj in self.sub:
-                self._on(obj, False)
-            self.drain_resets()
-            done = self.sub.done
-            self.end_reason = "track ended" if done is None else \
-                f"{done.reason or 'track ended'} (PUBLISH_DONE {done.status_code:#x})"
-        except (SessionClosedError, ConnectionError, MoQError) as exc:
-            self.end_reason = f"connection lost: {exc}"
-            self.failed = True
-        except Exception as exc:  # a bug in a consumer: end this track visibly, keep the rest
-            log.exception("track_reader_failed", track=self.name)
-            self.end_reason = f"internal error: {exc!r}"
-            self.failed = True
-        finally:
-            if fetch_task is not None:
-                if not fetch_task.done():
-                    fetch_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await fetch_task
-            if not self.viewer.closing:
-                self.ended_at = time.monotonic()
-                self.viewer.reader_ended(self)
-
-    async def _read_fetch(self) -> None:
-        assert self.fetch is not None
-        try:
-            async for obj in self.fetch:
-                self._on(obj, True)
-        except (SessionClosedError, ConnectionError, MoQError) as exc:
-            log.info("joining_fetch_ended", track=self.name, error=str(exc))
-        finally:
-            pending, self.pending = self.pending or [], None
-            for rx in pending:
-                self.viewer.media_received(rx)
-
-    def drain_resets(self) -> None:
-        """Count the subgroup streams that were reset (lost media) and report them."""
-        resets = self.sub.resets if self.sub is not None else None
-        while resets:
-            group, subgroup, code = resets.popleft()
-            if self.stats is not None and self.stats.reset(group, subgroup, code):
-                self.viewer.gap_found({"track": self.name, "group": group, "subgroup": subgroup, "gap": "reset",
-                                       "code": code})
-
-    def _on(self, obj: ev.ObjectReceived, fetched: bool) -> None:
-        if self.sub is not None and self.sub.resets:
-            self.drain_resets()
-        if obj.status != ObjectStatus.NORMAL:
-            return
-        now = time.monotonic()
-        now_us = time.time_ns() // 1000
-        props = None
-        if obj.properties:
-            try:
-                props = LocProperties.decode(obj.properties)
-            except MoQError:
-                props = None
-        ts = props.wallclock_us() if props is not None else None
-        latency = (now_us - ts) / 1000.0 if ts is not None else None
-        rx = Received(self.name, obj.group_id, obj.subgroup_id, obj.object_id, obj.payload, props, latency, now_us,
-                      fetched)
-        if self.kind == "catalog":
-            self.viewer.catalog_received(rx)
-        if self.stats is None:
-            return
-        if not self.stats.record(obj.group_id, obj.object_id, len(obj.payload), latency, ts, now):
-            return  # a duplicate
-        self.viewer.object_received(rx)
-        if self.kind in ("video", "audio"):
-            if self.pending is not None and not fetched:
-                self.pending.append(rx)
-            else:
-                self.viewer.media_received(rx)
-
-    def close(self) -> None:
-        for s in (self.fetch, self.sub):
-            if s is not None and not s.conn.is_closed:
-                s.close()
 
 
 @dataclass
