@@ -1,6 +1,8 @@
-"""FETCH at the relay (draft-18 § FETCH, § Fetch Handling): validated in full, served from the
-track's cache when it covers the range, else sent upstream once for every identical FETCH in
-flight (merged).
+"""FETCH and TRACK_STATUS at the relay: the requests that ask about a track's past or state.
+
+A FETCH (draft-18 § FETCH, § Fetch Handling) is validated in full, served from the track's cache
+when it covers the range, else sent upstream once for every identical FETCH in flight (merged).
+A TRACK_STATUS is answered from a live track, else from the negative cache, else upstream.
 
 A downstream FETCH is checked before anything goes upstream: an End Location before the Start
 (standalone, or an absolute joining fetch that starts after its subscription's Joining Location)
@@ -158,4 +160,47 @@ class FetchRouter:
             self.relay.limiter.end_upstream(source)
 
 
-__all__ = ["FetchRouter", "UpstreamFetch"]
+def track_status(relay: Relay, conn: Connection, rid: int, msg: c.TrackStatus) -> None:
+    """§ TRACK_STATUS: what a SUBSCRIBE_OK would say, without a subscription."""
+    key = (msg.track_namespace, msg.track_name)
+    rt = relay.tracks.get(key)
+    if rt is not None and rt.state == "live":
+        conn.accept(rid, Parameters(largest_object=rt.track.largest), rt.track.properties)
+        return
+    cached = relay.negative.get(*key)
+    if cached is not None:
+        relay.refuse_cached(conn, rid, cached, "track_status")
+        return
+    upstream = relay.route(msg.track_namespace)
+    if upstream is None or upstream is conn:
+        relay.refuse(conn, rid, RequestErrorCode.DOES_NOT_EXIST, "no publisher for this track", "track_status")
+        return
+    source = relay.upstream_source(conn)
+    if not relay.limiter.start_upstream(source):
+        relay.refuse_busy(conn, rid, "track_status")
+        return
+
+    async def ask() -> None:
+        try:
+            ok = await upstream.track_status(*key)
+        except RequestRejectedError as exc:
+            log.debug("upstream_refused", request="track_status", code=exc.code, upstream_reason=exc.reason,
+                      peer=upstream.transport.peer)
+            relay.negative.put(*key, exc.code)
+            if conn.is_live(rid):
+                relay.refuse(conn, rid, *public_reason(exc.code), "track_status")
+            return
+        except (SessionClosedError, TimeoutError, ConnectionError) as exc:
+            log.debug("upstream_failed", request="track_status", error=str(exc), peer=upstream.transport.peer)
+            if conn.is_live(rid):
+                relay.refuse(conn, rid, RequestErrorCode.TIMEOUT, "upstream unavailable", "track_status")
+            return
+        finally:
+            relay.limiter.end_upstream(source)
+        if conn.is_live(rid):
+            conn.accept(rid, Parameters(largest_object=ok.parameters.largest_object), ok.track_properties)
+
+    relay.spawn(ask())
+
+
+__all__ = ["FetchRouter", "UpstreamFetch", "track_status"]

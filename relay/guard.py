@@ -23,11 +23,20 @@ import functools
 import ipaddress
 from collections import Counter
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import structlog
 
+from moq.errors import LocalUsageError, PublishDoneCode, SessionErrorCode, StreamResetCode
 from moq.errors import RequestErrorCode as E
+from moq.session import events as ev
 from moq.wire.types import TrackNamespace
+
+if TYPE_CHECKING:
+    from moq.connection import Connection
+    from moq.fanout import SubscriberSink
+
+    from .relay import Relay
 
 log = structlog.get_logger("relay.guard")
 
@@ -259,4 +268,36 @@ class RefusalLog:
         self.sources.clear()
 
 
-__all__ = ["NegativeCache", "RefusalLog", "RequestLimiter", "TokenBucket", "public_reason", "source_of"]
+# --- the relay's side of a refusal ---------------------------------------------------------------
+def strike(relay: Relay, conn: Connection) -> None:
+    """A rate-limited request: a session that keeps flooding after its refusals is closed."""
+    if relay.limiter.strike(id(conn)) and not conn.is_closed:
+        relay.metrics.requests_refused.labels(reason="request_flood").inc()
+        log.warning("session_closed_for_flooding", peer=conn.transport.peer,
+                    limit_per_s=relay.config.max_requests_per_second)
+        conn.close(SessionErrorCode.INTERNAL_ERROR, "request rate limit exceeded")
+
+
+def refuse_update(relay: Relay, conn: Connection, event: ev.RequestUpdateReceived, sink: SubscriberSink | None,
+                  metric: str) -> None:
+    """REQUEST_ERROR for a rate-limited REQUEST_UPDATE.  § REQUEST_UPDATE: a failed update ends
+    its request (PUBLISH_DONE UPDATE_FAILED for a subscription, the fetch's data stream reset,
+    a namespace request's stream closed)."""
+    relay.metrics.requests_refused.labels(reason=metric).inc()
+    relay.refusals.record(metric, source_of(conn.transport.peer), request="request_update",
+                          request_id=event.request_id)
+    with contextlib.suppress(LocalUsageError):  # its stream may be half-closed already
+        conn.session.reject_update(event.update_id, E.EXCESSIVE_LOAD, "request rate limit")
+    strike(relay, conn)
+    if conn.is_closed:
+        return
+    if sink is not None and not sink.ended:
+        conn.publish_done(event.request_id, PublishDoneCode.UPDATE_FAILED, "request rate limit")
+    else:
+        conn.session.end_request(event.request_id)
+    conn.cancel(event.request_id)  # stop reading it (and reset a fetch's data stream)
+    relay.on_cancelled(conn, event.request_id, StreamResetCode.CANCELLED)  # the relay forgets it too
+
+
+__all__ = ["NegativeCache", "RefusalLog", "RequestLimiter", "TokenBucket", "public_reason", "refuse_update",
+           "source_of", "strike"]

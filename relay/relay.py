@@ -26,8 +26,8 @@ from moq.wire.types import Location, Parameters, TrackNamespace, namespace_to_st
 
 from .auth import AUTH_CLOSE_CODES, Authorizer, namespace_takeover, track_takeover
 from .config import RelayConfig
-from .fetch import FetchRouter, UpstreamFetch
-from .guard import NegativeCache, RefusalLog, RequestLimiter, public_reason, source_of
+from .fetch import FetchRouter, UpstreamFetch, track_status
+from .guard import NegativeCache, RefusalLog, RequestLimiter, public_reason, refuse_update, source_of, strike
 from .metrics import RelayMetrics
 from .upstream import UpstreamLink
 
@@ -176,12 +176,7 @@ class Relay:
         return self.limiter.admit(id(conn), source_of(conn.transport.peer))
 
     def _strike(self, conn: Connection) -> None:
-        """A rate-limited request: a session that keeps flooding after its refusals is closed."""
-        if self.limiter.strike(id(conn)) and not conn.is_closed:
-            self.metrics.requests_refused.labels(reason="request_flood").inc()
-            log.warning("session_closed_for_flooding", peer=conn.transport.peer,
-                        limit_per_s=self.config.max_requests_per_second)
-            conn.close(SessionErrorCode.INTERNAL_ERROR, "request rate limit exceeded")
+        strike(self, conn)
 
     def evict(self) -> None:
         """Over the relay-wide cache budget: drop the oldest groups of the largest caches."""
@@ -266,21 +261,7 @@ class Relay:
         if limited is None:
             accept_update(conn, event, rt.sinks.get(key) if rt else None)
             return
-        # § REQUEST_UPDATE: a failed update ends its request (PUBLISH_DONE UPDATE_FAILED for a
-        # subscription, the fetch's data stream reset, a namespace request's stream closed)
-        self.metrics.requests_refused.labels(reason=limited).inc()
-        self.refusals.record(limited, source_of(conn.transport.peer), request="request_update",
-                             request_id=event.request_id)
-        conn.session.reject_update(event.update_id, RequestErrorCode.EXCESSIVE_LOAD, "request rate limit")
-        self._strike(conn)
-        if conn.is_closed:
-            return
-        if rt is not None:
-            conn.publish_done(event.request_id, PublishDoneCode.UPDATE_FAILED, "request rate limit")
-        else:
-            conn.session.end_request(event.request_id)
-        conn.cancel(event.request_id)  # stop reading it (and reset a fetch's data stream)
-        self.on_cancelled(conn, event.request_id, StreamResetCode.CANCELLED)  # forget it here too
+        refuse_update(self, conn, event, rt.sinks.get(key) if rt else None, limited)
 
     def on_cancelled(self, conn: Connection, request_id: int, error_code: int) -> None:
         key = (id(conn), request_id)
@@ -592,45 +573,7 @@ class Relay:
         self.fetcher.handle(conn, rid, msg)
 
     def _track_status(self, conn: Connection, rid: int, msg: c.TrackStatus) -> None:
-        key = (msg.track_namespace, msg.track_name)
-        rt = self.tracks.get(key)
-        if rt is not None and rt.state == "live":
-            conn.accept(rid, Parameters(largest_object=rt.track.largest), rt.track.properties)
-            return
-        cached = self.negative.get(*key)
-        if cached is not None:
-            self.refuse_cached(conn, rid, cached, "track_status")
-            return
-        upstream = self._route(msg.track_namespace)
-        if upstream is None or upstream is conn:
-            self._refuse(conn, rid, RequestErrorCode.DOES_NOT_EXIST, "no publisher for this track", "track_status")
-            return
-        source = self.upstream_source(conn)
-        if not self.limiter.start_upstream(source):
-            self.refuse_busy(conn, rid, "track_status")
-            return
-
-        async def ask() -> None:
-            try:
-                ok = await upstream.track_status(*key)
-            except RequestRejectedError as exc:
-                log.debug("upstream_refused", request="track_status", track=_name(*key), code=exc.code,
-                          upstream_reason=exc.reason, peer=upstream.transport.peer)
-                self.negative.put(*key, exc.code)
-                if conn.is_live(rid):
-                    self._refuse(conn, rid, *public_reason(exc.code), "track_status")
-                return
-            except (SessionClosedError, TimeoutError, ConnectionError) as exc:
-                log.debug("upstream_failed", request="track_status", error=str(exc), peer=upstream.transport.peer)
-                if conn.is_live(rid):
-                    self._refuse(conn, rid, RequestErrorCode.TIMEOUT, "upstream unavailable", "track_status")
-                return
-            finally:
-                self.limiter.end_upstream(source)
-            if conn.is_live(rid):
-                conn.accept(rid, Parameters(largest_object=ok.parameters.largest_object), ok.track_properties)
-
-        self.spawn(ask())
+        track_status(self, conn, rid, msg)
 
     # --- shutdown ----------------------------------------------------------------------------
     def add_connection(self, conn: Connection) -> None:
