@@ -62,6 +62,23 @@ def _write_seeds(target: str, directory: Path) -> int:
     return len(items)
 
 
+def _write_dict(path: Path) -> None:
+    """A libFuzzer dictionary of the protocol's code points as they appear on the wire: message
+    and stream types, parameter and option types, flags, statuses (varint-encoded)."""
+    from moq.wire import control as c
+    from moq.wire import data as d
+    from moq.wire.types import ParamType
+    from moq.wire.varint import encode_varint
+
+    values = {cls.TYPE for cls in c.REGISTRY.values()} | {int(t) for t in ParamType}
+    values |= {d.STREAM_TYPE_FETCH, d.STREAM_TYPE_SETUP, d.STREAM_TYPE_PADDING, d.DATAGRAM_TYPE_PADDING,
+               d.END_OF_NON_EXISTENT_RANGE, d.END_OF_UNKNOWN_RANGE, 0x10, 0x11, 0x14, 0x15, 0x30, 0x35, 0x3D, 0x7D,
+               (1 << 62), (1 << 64) - 1, 0xFFFF}
+    lines = ["".join(f"\\x{b:02x}" for b in encode_varint(v)) for v in sorted(values)]
+    lines += ["".join(f"\\x{b:02x}" for b in encode_varint(cls.TYPE) + b"\x00\x00") for cls in c.REGISTRY.values()]
+    path.write_text("".join(f'"{line}"\n' for line in lines))
+
+
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     atheris = _atheris()
     targets = _targets(instrument=atheris is not None)
@@ -76,7 +93,9 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         artifacts.mkdir(parents=True, exist_ok=True)
         if atheris is None:
             return _mutate(targets, args, corpus, seed_dir)
+        _write_dict(Path(tmp) / "moq.dict")
         flags = [f"-seed={args.seed}", f"-max_len={MAX_LEN}", "-timeout=10", "-rss_limit_mb=1024",
+                 f"-dict={Path(tmp) / 'moq.dict'}",
                  "-print_final_stats=1", f"-artifact_prefix={artifacts}/{args.target}-"]
         if args.runs:
             flags.append(f"-runs={args.runs}")
