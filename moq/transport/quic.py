@@ -245,7 +245,7 @@ class SessionBase(ABC):
         if not self.closed.is_set():
             self.closed.set()
             info = self.close_info
-            self._log.info(
+            self._log.debug(  # the session's own session_closed line says it at info
                 "connection_closed",
                 error_code=info.error_code if info else error_code,
                 reason=info.reason if info else reason,
@@ -266,7 +266,7 @@ class QuicSession(SessionBase):
     ) -> None:
         super().__init__(conn, is_client=is_client, protocol=protocol, path=path, authority=authority)
         if not is_client:
-            self._log.info("connection_accepted", protocol=protocol)
+            self._log.debug("connection_accepted", protocol=protocol)  # session_ready follows at info
         self._ready()
 
     def quic_event(self, event: qe.QuicEvent) -> None:

@@ -378,7 +378,7 @@ class WebTransportSession(SessionBase):
         # Flush the response now: browsers drop datagrams that arrive before it.
         self._conn.transmit()
         self._log = self._log.bind(path=redact(self.path))
-        self._log.info("connection_accepted", protocol=self.protocol)
+        self._log.debug("connection_accepted", protocol=self.protocol)  # session_ready follows at info
         self._establish()
 
     def _respond(self, sid: int, status: bytes) -> None:

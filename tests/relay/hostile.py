@@ -45,6 +45,25 @@ STAMP = struct.Struct("!QQ")  # sequence number, send time (ns, CLOCK_MONOTONIC)
 SETUP = c.Setup(((SetupOption.MOQT_IMPLEMENTATION, b"hostile/0"), (SetupOption.PATH, b"/"))).encode()
 
 
+def boost(pid: int = 0, nice: int = -10) -> int | None:
+    """Run a process (0: this one) ahead of the rest of a shared machine; returns the niceness
+    it had (for :func:`unboost`), or None when not allowed.  Latency tests boost the relay and
+    the good load: what they measure is what hostile or stalled peers cost the relay, not what
+    other test runs on the same two cores cost it (hostile clients, on other machines in real
+    life, stay at normal priority)."""
+    try:
+        before = os.getpriority(os.PRIO_PROCESS, pid)
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+    except OSError:  # not allowed here: measure as we are
+        return None
+    return before
+
+
+def unboost(before: int | None, pid: int = 0) -> None:
+    if before is not None:
+        os.setpriority(os.PRIO_PROCESS, pid, before)  # raising niceness is always allowed
+
+
 def emit(obj: dict) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -302,8 +321,9 @@ def initial_datagrams(target: tuple[str, int], count: int) -> list[bytes]:
 
 
 async def flood_initials(a: argparse.Namespace, target: tuple[str, int], stats: Counter) -> None:
+    """``--rate`` first flights per second, all distinct (made before the flood starts)."""
     total = int(a.rate * a.duration)
-    pool = initial_datagrams(target, min(total, 500))
+    pool = initial_datagrams(target, total)
     socks = []
     for _ in range(4):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -315,9 +335,8 @@ async def flood_initials(a: argparse.Namespace, target: tuple[str, int], stats: 
         while sent < total:
             due = min(total, int((time.monotonic() - t0) * a.rate) + 1)
             while sent < due:
-                data = pool[sent % len(pool)] if sent < len(pool) else _reseed(pool, sent, target)
                 try:
-                    socks[sent % len(socks)].sendto(data, target)
+                    socks[sent % len(socks)].sendto(pool[sent], target)
                     stats["initials"] += 1
                 except BlockingIOError:
                     stats["initials_dropped"] += 1
@@ -326,12 +345,6 @@ async def flood_initials(a: argparse.Namespace, target: tuple[str, int], stats: 
     finally:
         for s in socks:
             s.close()
-
-
-def _reseed(pool: list[bytes], n: int, target: tuple[str, int]) -> bytes:
-    """Past the pool, new first flights: a replayed one would hit the connection it made."""
-    pool[n % len(pool)] = initial_datagrams(target, 1)[0]
-    return pool[n % len(pool)]
 
 
 async def attack(a: argparse.Namespace) -> None:

@@ -17,23 +17,51 @@ import pytest
 
 from moq.wire.types import namespace_from_str
 
+from .hostile import boost, unboost
 from .relayproc import ROOT, CountingPublisher, RelayProcess, connect, python_env, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 NS_TEXT = "live/slow"
 NS = namespace_from_str(NS_TEXT)
-QUEUE_BYTES = 262144
-OBJECT_BYTES = 30_000
+# 1.5 MB/s, and a send queue of 3 groups (450 KB), 1/10 of what is published while the viewer is
+# frozen.  The flake of issue 10: at 3 MB/s with a queue under one group (256 KiB < 300 KB), the fast
+# subscriber (in this process) had to acknowledge each group within the 100 ms before the next one,
+# and any hiccup of that length on a busy machine made the relay drop its groups too, as designed.
+QUEUE_BYTES = 450_000
+OBJECT_BYTES = 15_000
 PER_GROUP = 10
-GROUP_INTERVAL = 0.1  # 10 groups/s = 3 MB/s
+GROUP_INTERVAL = 0.1  # 10 groups/s = 1.5 MB/s
 BEFORE, FROZEN, AFTER = 0.5, 3.0, 1.0  # seconds of publishing around the viewer's SIGSTOP
-VIEWER_DURATION = BEFORE + FROZEN + AFTER + 2.0
+VIEWER_DURATION = 30.0  # a bound: the test stops the viewer (SIGTERM) once it has the last group
 
 
-# Known flaky under load (issue 10 asks for the cause): after a 3 s SIGSTOP the resumed viewer
-# sometimes gets nothing more within the window; a rerun must pass the same assertions.
-@pytest.mark.flaky(reruns=2)
-def test_stalled_viewer_loses_whole_groups_fast_subscriber_unaffected(tmp_path: Path):
+def has_object(path: Path, group: int, obj: int) -> bool:
+    """The viewer's --json output has a line for this object."""
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:  # a line being written
+            continue
+        if row.get("group") == group and row.get("object") == obj:
+            return True
+    return False
+
+
+@pytest.fixture
+def ahead_of_the_machine():
+    """This test process (the publisher and the fast subscriber, in Python) and the relay and
+    viewer it starts run ahead of other work on the machine.  Why (issue 10): on a busy machine
+    the in-process "fast" subscriber could not take 3 MB/s, so the relay rightly judged it slow
+    and dropped its groups too (measured at load 7-11: it lost 2/3 of the groups, from group 2
+    on, before the viewer was even stopped; the code before issue 10 did the same) and held more
+    for it (the RSS bound).  The stalled viewer was never what slowed it: the test depended on
+    an idle machine."""
+    before = boost()
+    yield
+    unboost(before)
+
+
+def test_stalled_viewer_loses_whole_groups_fast_subscriber_unaffected(tmp_path: Path, ahead_of_the_machine):
     out_path = tmp_path / "viewer.jsonl"
     numbers: dict[str, float] = {}
 
@@ -79,7 +107,12 @@ def test_stalled_viewer_loses_whole_groups_fast_subscriber_unaffected(tmp_path: 
             numbers["groups"] = g
 
             # the fast subscriber got every object, in order within each group, during all that
-            await wait_until(lambda: len(got) >= g * PER_GROUP, timeout=10, what="the fast subscriber")
+            try:
+                await wait_until(lambda: len(got) >= g * PER_GROUP, timeout=10, what="the fast subscriber")
+            except AssertionError as exc:
+                missing = sorted(set(range(g)) - {o.group_id for o in got})
+                raise AssertionError(f"{exc}: got {len(got)} of {g * PER_GROUP} objects, groups {missing[:10]}... "
+                                     f"missing, {relay.metrics()['moq_relay_dropped_groups_total']} dropped") from None
             reader.cancel()
             assert len(got) == g * PER_GROUP
             for gg in range(g):
@@ -93,14 +126,20 @@ def test_stalled_viewer_loses_whole_groups_fast_subscriber_unaffected(tmp_path: 
             numbers["published_while_frozen_mb"] = frozen_kib / 1024
             assert rss_max - rss_before < 100 * 1024, f"relay RSS grew {rss_before} -> {rss_max} KiB"
             # tighter: holding everything for the stalled viewer would grow it by at least what was
-            # published while it was frozen (measured: ~14 MiB for 8.6 MiB; with drops: ~2.5 MiB)
-            assert rss_max - rss_before < 0.6 * frozen_kib, \
+            # published while it was frozen (measured at 3 MB/s: ~14 MiB for 8.6 MiB; with drops: ~2.5 MiB;
+            # at 1.5 MB/s with drops: ~2 MiB for 4.2 MiB, of which 0.6 MB is the cache of 4 groups)
+            assert rss_max - rss_before < 0.75 * frozen_kib, \
                 f"relay RSS grew {(rss_max - rss_before) / 1024:.1f} MiB while {frozen_kib / 1024:.1f} MiB was published"
             m = relay.metrics()
             numbers["dropped_groups_total"] = m["moq_relay_dropped_groups_total"]
             assert m["moq_relay_dropped_groups_total"] > 0, "the relay dropped no group for the stalled viewer"
 
-            await asyncio.to_thread(viewer.wait, VIEWER_DURATION + 10)
+            # the resumed viewer catches up to the live edge; then it is stopped (SIGTERM: it prints its
+            # summary; a --duration past the end of publishing would end in a silence moq-view reports)
+            await wait_until(lambda: has_object(out_path, g - 1, PER_GROUP - 1), timeout=10,
+                             what="the resumed viewer at the live edge")
+            viewer.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(viewer.wait, 10)
             await pconn.aclose()
             await fconn.aclose()
             return viewer
