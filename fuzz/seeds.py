@@ -153,4 +153,6 @@ def seeds(target: str) -> list[bytes]:
         return _fields_of(target) or [b""]
     if target == "session":
         return _session_records()
+    if target == "data_memory":
+        return [r for r in _session_records() if r[1] & 0x0C]  # the streams and datagrams to the client
     raise KeyError(target)

@@ -264,9 +264,9 @@ def fuzz_track_name(data: bytes) -> None:
 
 
 def _session_targets() -> dict[str, Callable[[bytes], None]]:
-    from .session_targets import fuzz_session, fuzz_setup
+    from .session_targets import fuzz_data_memory, fuzz_session, fuzz_setup
 
-    return {"setup": fuzz_setup, "session": fuzz_session}
+    return {"setup": fuzz_setup, "session": fuzz_session, "data_memory": fuzz_data_memory}
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {
@@ -286,7 +286,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
 }
 
 #: share of `--runs` a bounded run gives each target (the session targets cost ~10x a decoder's)
-RUN_WEIGHT = {"session": 0.15, "setup": 0.4, "control_frames": 0.6, "uni_stream": 0.6, "subgroup_stream": 0.6,
+RUN_WEIGHT = {"session": 0.15, "data_memory": 0.1, "setup": 0.4, "control_frames": 0.6, "uni_stream": 0.6, "subgroup_stream": 0.6,
               "fetch_stream": 0.6}
 
 
