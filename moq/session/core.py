@@ -43,6 +43,7 @@ from .requests import KIND_OF, Kind, Request, State, end_before_start, prefixes_
 MANDATORY_PROPERTY_RANGE = range(0x4000, 0x8000)
 PRIORITY_CONTROL = (0,)
 LEGACY_SETUP_TYPES = (0x20, 0x21, 0x40, 0x41)  # CLIENT_/SERVER_SETUP of drafts <= 16
+MAX_PENDING_REQUEST_STREAMS = 64  # peer request streams whose first message is still incomplete
 #: bytes one held chunk of early data counts for beyond its length: 1-byte STREAM frames before
 #: SETUP were held 80x over (200 kB -> 16 MB) with only their bytes counted
 EARLY_ITEM_COST = 100
@@ -335,6 +336,11 @@ class Session(RequestCommands):
         if dec is None:
             if len(data) and data[0] in LEGACY_SETUP_TYPES and sid in (0, 1):
                 raise VersionNegotiationFailed("peer speaks an older draft (CLIENT_SETUP on a bidi stream)")
+            if len(self._pending_bidi) >= MAX_PENDING_REQUEST_STREAMS:  # each may buffer a 64 KiB message
+                self._retire(sid)
+                self._actions.append(ev.StopSending(sid, StreamResetCode.EXCESSIVE_LOAD))
+                self._actions.append(ev.ResetStream(sid, StreamResetCode.EXCESSIVE_LOAD))
+                return
             dec = self._pending_bidi[sid] = MessageDecoder()
         messages = dec.feed(data)
         if not messages:
@@ -619,12 +625,16 @@ class Session(RequestCommands):
     def _forget(self, req: Request) -> None:
         self._requests.pop(req.request_id, None)
         if self._by_stream.pop(req.stream_id, None) is not None and not req.outgoing:
-            self._retired.add(req.stream_id)
-            self._retired_order.append(req.stream_id)
-            if len(self._retired_order) > 65536:
-                self._retired.discard(self._retired_order.popleft())
+            self._retire(req.stream_id)
         for uid in req.updates_in_flight:
             self._update_owner.pop(uid, None)
+
+    def _retire(self, sid: int) -> None:
+        """A peer request stream we are done with: its late bytes are ignored (bounded memory)."""
+        self._retired.add(sid)
+        self._retired_order.append(sid)
+        if len(self._retired_order) > 65536:
+            self._retired.discard(self._retired_order.popleft())
 
     def has_request(self, request_id: int) -> bool:
         """The request is open (not yet finished, cancelled or refused)."""

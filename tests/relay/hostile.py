@@ -45,23 +45,42 @@ STAMP = struct.Struct("!QQ")  # sequence number, send time (ns, CLOCK_MONOTONIC)
 SETUP = c.Setup(((SetupOption.MOQT_IMPLEMENTATION, b"hostile/0"), (SetupOption.PATH, b"/"))).encode()
 
 
-def boost(pid: int = 0, nice: int = -10) -> int | None:
-    """Run a process (0: this one) ahead of the rest of a shared machine; returns the niceness
-    it had (for :func:`unboost`), or None when not allowed.  Latency tests boost the relay and
-    the good load: what they measure is what hostile or stalled peers cost the relay, not what
-    other test runs on the same two cores cost it (hostile clients, on other machines in real
-    life, stay at normal priority)."""
+def boost(pid: int = 0, nice: int = -10) -> tuple | None:
+    """Run a process (0: this one) ahead of the rest of a shared machine; returns what to give
+    :func:`unboost`, or None when not allowed.  Latency tests boost the relay and the good load:
+    what they measure is what hostile or stalled peers cost the relay, not what other test runs
+    on the same two cores cost it (hostile clients, on other machines in real life, stay at
+    normal priority).  With Linux's autogroup scheduling a niceness counts only inside the
+    process's session, sessions sharing the CPUs evenly, so the session's autogroup is raised
+    too (and restored by unboost)."""
     try:
         before = os.getpriority(os.PRIO_PROCESS, pid)
         os.setpriority(os.PRIO_PROCESS, pid, nice)
     except OSError:  # not allowed here: measure as we are
         return None
-    return before
+    group = f"/proc/{pid or 'self'}/autogroup"
+    group_before = None
+    try:
+        with open(group) as fh:
+            group_before = int(fh.read().split("nice")[1])
+        with open(group, "w") as fh:
+            fh.write(str(min(nice, group_before)))
+    except (OSError, ValueError, IndexError):
+        group_before = None
+    return pid or os.getpid(), before, group_before
 
 
-def unboost(before: int | None, pid: int = 0) -> None:
-    if before is not None:
+def unboost(state: tuple | None) -> None:
+    if state is None:
+        return
+    pid, before, group_before = state
+    try:
         os.setpriority(os.PRIO_PROCESS, pid, before)  # raising niceness is always allowed
+        if group_before is not None:
+            with open(f"/proc/{pid}/autogroup", "w") as fh:
+                fh.write(str(group_before))
+    except OSError:  # the process is gone
+        pass
 
 
 def emit(obj: dict) -> None:

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from .hostile import boost
+from .hostile import boost, unboost
 from .relayproc import ROOT, RelayProcess, python_env
 
 pytestmark = pytest.mark.timeout(240)
@@ -35,13 +35,13 @@ PHASES: dict[str, tuple[list[str] | None, int]] = {
     "uni_streams_300": (["uni_setup", "--rate", "15", "--duration", "2"], 0),
     "uni_streams_300_before_setup": (["uni", "--rate", "15", "--duration", "2"], 0),
     "bidi_garbage": (["bidi", "--rate", "15", "--duration", "2"], 0),
-    "idle_opens": (["idle", "--rate", "15", "--duration", "2", "--hold", "3"], 0),
+    "idle_opens": (["idle", "--rate", "15", "--duration", "2", "--hold", "2"], 0),
     "datagram_flood": (["datagrams", "--rate", "15", "--duration", "2"], 0),
     "never_reading": (None, 5),
     # 200 handshakes over 4 s from 3 sources (each under its handshake rate)
     "churn": (["churn", "--rate", "50", "--duration", "4", "--bind", "127.0.0.3,127.0.0.4,127.0.0.5"], 0),
     "initial_flood": (["initials", "--rate", "500", "--duration", "2", "--bind", "127.0.0.6"], 0),
-    "hostile_mix": (["mix", "--rate", "15", "--duration", "4", "--bind", "127.0.0.7"], 5),
+    "hostile_mix": (["mix", "--rate", "15", "--duration", "3", "--bind", "127.0.0.7"], 5),
 }
 
 
@@ -76,13 +76,14 @@ class Good:
 @pytest.fixture(scope="module")
 def setup():
     with RelayProcess(*RELAY_FLAGS) as relay:
-        boost(relay.pid)
+        boosted = boost(relay.pid)  # (and the session's autogroup: restored below)
         good = Good(relay)
         try:
             time.sleep(0.5)  # past the subscribers' first group
             yield relay, good
         finally:
             good.close()
+            unboost(boosted)
         assert relay.alive(), "the relay process died"
         assert relay.stop() == 0, relay.log_tail()
 
@@ -164,7 +165,7 @@ def test_good_subscribers_keep_their_latency(setup, phase):
         # the source gets its handshake rate (and connection count), the rest is dropped at the first packet
         assert refused.get("source_handshake_rate", 0) + refused.get("source_sessions", 0) >= 600, refused
     elif phase == "hostile_mix":
-        assert summary["attempts"] >= 50, summary
+        assert summary["attempts"] >= 40, summary
 
 
 def test_retry_and_per_source_limits_as_relay_options():

@@ -259,3 +259,30 @@ def test_finished_streams_are_freed_without_the_garbage_collector() -> None:
             await server.aclose()
 
     run_async(main())
+
+
+def test_incomplete_request_streams_are_capped() -> None:
+    """A peer may not hold more than 64 request streams whose first message is incomplete (each
+    may buffer up to a 64 KiB message): the next one is stopped and reset with EXCESSIVE_LOAD."""
+    from moq.errors import StreamResetCode
+    from moq.session import Role, Session
+    from moq.session import events as ev
+    from moq.session.core import MAX_PENDING_REQUEST_STREAMS
+    from moq.wire import control as c
+    from moq.wire.control import SetupOption
+
+    ids = iter(range(3, 10_000, 4))
+    server = Session(Role.SERVER, "moqt-18", lambda uni: next(ids))
+    server.start()
+    server.receive_stream_data(2, c.Setup(((SetupOption.PATH, b"/"),)).encode())
+    assert server.ready
+    server.take_actions()
+    partial = c.Subscribe(0, (b"live",), b"video").encode()[:5]  # type and length, not the whole message
+    for n in range(MAX_PENDING_REQUEST_STREAMS + 1):
+        server.receive_stream_data(4 * n, partial)
+    stopped = [a for a in server.take_actions() if isinstance(a, (ev.StopSending, ev.ResetStream))]
+    last = 4 * MAX_PENDING_REQUEST_STREAMS
+    assert [(type(a), a.stream_id, a.error_code) for a in stopped] == [
+        (ev.StopSending, last, StreamResetCode.EXCESSIVE_LOAD), (ev.ResetStream, last, StreamResetCode.EXCESSIVE_LOAD)]
+    server.receive_stream_data(last, b"more bytes")  # ignored
+    assert server.closed is None
