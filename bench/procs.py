@@ -178,7 +178,10 @@ class Procs:
         self.items: list[Proc] = []
 
     async def start(self, name: str, *cmd: str, stdin: bool = True, interop: bool = False,
-                    merge_stderr: bool = False) -> Proc:
+                    merge_stderr: bool = False, own_session: bool = False) -> Proc:
+        """own_session: a session of its own, hence (with Linux's autogroup scheduling) its own share of
+        the CPUs, as a relay service would have, instead of a part of the share of the session that
+        also runs its load generators.  (Children are killed by pid, never by process group.)"""
         full_env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "error"), "PYTHONUNBUFFERED": "1"}
         if interop:  # moq-rs's import name is `moq` too: never let ours onto its path
             full_env.pop("PYTHONPATH", None)
@@ -188,14 +191,15 @@ class Procs:
             *cmd, cwd=str(ROOT), env=full_env, stdout=asyncio.subprocess.PIPE,
             stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
-            limit=1 << 24)
+            limit=1 << 24, start_new_session=own_session)
         p = Proc(proc, name)
         self.items.append(p)
         LIVE.add(p)
         return p
 
-    async def loadgen(self, name: str, script: str, *args: str) -> Proc:
-        return await self.start(name, INTEROP_PYTHON, str(LOADGEN / script), *args, interop=True)
+    async def loadgen(self, name: str, script: str, *args: str, own_session: bool = False) -> Proc:
+        return await self.start(name, INTEROP_PYTHON, str(LOADGEN / script), *args, interop=True,
+                                own_session=own_session)
 
     async def aclose(self) -> None:
         for p in self.items:
@@ -261,7 +265,7 @@ async def start_our_relay(procs: Procs, *flags: str, name: str = "relay") -> Rel
     """`python -m relay.app` on free ports; a flag it rejects (e.g. --workers before it exists) raises BenchError."""
     http = free_port(socket.SOCK_STREAM)
     p = await procs.start(name, PYTHON, "-m", "relay.app", "--bind", "127.0.0.1:0", "--http", f"127.0.0.1:{http}",
-                          "--log-level", "warning", "--drain-timeout", "1", *flags)
+                          "--log-level", "warning", "--drain-timeout", "1", *flags, own_session=True)
     host = port = fp = None
     while port is None or fp is None:
         line = await p.line(30)
@@ -274,7 +278,7 @@ async def start_our_relay(procs: Procs, *flags: str, name: str = "relay") -> Rel
 
 
 async def start_moqrs_relay(procs: Procs) -> Relay:
-    p = await procs.loadgen("moq-rs relay", "moqrs_relay.py", "127.0.0.1:0")
+    p = await procs.loadgen("moq-rs relay", "moqrs_relay.py", "127.0.0.1:0", own_session=True)
     info = await p.json(30, "listening")
     host, _, port = info["listening"].rpartition(":")
     return Relay("moq-rs", p, host.strip("[]"), int(port), info["fingerprints"][0], None, "moq-lite")
