@@ -38,8 +38,8 @@ PHASES: dict[str, tuple[list[str] | None, int]] = {
     "idle_opens": (["idle", "--rate", "15", "--duration", "2", "--hold", "2"], 0),
     "datagram_flood": (["datagrams", "--rate", "15", "--duration", "2"], 0),
     "never_reading": (None, 5),
-    # 200 handshakes over 4 s from 3 sources (each under its handshake rate)
-    "churn": (["churn", "--rate", "50", "--duration", "4", "--bind", "127.0.0.3,127.0.0.4,127.0.0.5"], 0),
+    # 200 handshakes over 5 s from 3 sources (each under its handshake rate)
+    "churn": (["churn", "--rate", "40", "--duration", "5", "--bind", "127.0.0.3,127.0.0.4,127.0.0.5"], 0),
     "initial_flood": (["initials", "--rate", "500", "--duration", "2", "--bind", "127.0.0.6"], 0),
     "hostile_mix": (["mix", "--rate", "15", "--duration", "3", "--bind", "127.0.0.7"], 5),
 }
