@@ -76,11 +76,16 @@ def unboost(state: tuple | None) -> None:
     pid, before, group_before = state
     try:
         os.setpriority(os.PRIO_PROCESS, pid, before)  # raising niceness is always allowed
-        if group_before is not None:
-            with open(f"/proc/{pid}/autogroup", "w") as fh:
-                fh.write(str(group_before))
     except OSError:  # the process is gone
         pass
+    if group_before is not None:  # the process's session is ours (a child's), so is its autogroup
+        for path in (f"/proc/{pid}/autogroup", "/proc/self/autogroup"):
+            try:
+                with open(path, "w") as fh:
+                    fh.write(str(group_before))
+                break
+            except OSError:
+                continue
 
 
 def emit(obj: dict) -> None:
