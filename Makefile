@@ -52,7 +52,8 @@ demo: setup
 	$(BIN)/python -m moq.demo
 
 # The benchmark harness (bench/, issue 9): our relay and the moq-rs relay driven by moq-rs clients in
-# separate processes; a markdown table on stdout, JSON and a PNG chart in bench/results/.
+# separate processes, ending with a 5-minute soak of our relay (about 9 minutes in all; `python -m bench
+# --soak SECONDS` runs the soak alone); a markdown table on stdout, JSON and a PNG chart in bench/results/.
 BSTAMP := $(VENV)/.bench-installed
 $(BSTAMP): $(STAMP) $(ISTAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
