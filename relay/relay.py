@@ -24,6 +24,7 @@ from moq.session import events as ev
 from moq.wire import control as c
 from moq.wire.types import Location, Parameters, TrackNamespace, namespace_to_str
 
+from . import namespaces
 from .auth import AUTH_CLOSE_CODES, Authorizer, namespace_takeover, track_takeover
 from .config import RelayConfig
 from .fetch import FetchRouter, UpstreamFetch, track_status
@@ -206,8 +207,11 @@ class Relay:
 
     _route = route
 
-    def _from_parent(self, conn: Connection | None) -> bool:
+    def from_parent(self, conn: Connection | None) -> bool:
+        """`conn` is this relay's --upstream link (its parent's session)."""
         return self.upstream is not None and conn is not None and conn is self.upstream.conn
+
+    _from_parent = from_parent
 
     def local_namespaces(self) -> set[TrackNamespace]:
         """Namespaces announced to this relay by its own sessions (not learned from the parent)."""
@@ -273,7 +277,8 @@ class Relay:
             if (conn, request_id) in pubs:
                 pubs.remove((conn, request_id))
                 self._namespace_gone(ns)
-        self.ns_subs.pop(key, None)
+        if self.ns_subs.pop(key, None) is not None and self.upstream is not None:
+            self.upstream.sync_watches()
         self.track_subs.pop(key, None)
 
     def on_refused(self, conn: Connection, e: ev.RequestRefused) -> None:
@@ -305,6 +310,8 @@ class Relay:
             self._detach(self.downstream.pop(key), key)
         for key in [k for k in self.ns_subs if k[0] == cid]:
             del self.ns_subs[key]
+        if self.upstream is not None and not self._from_parent(conn):
+            self.upstream.sync_watches()
         for key in [k for k in self.track_subs if k[0] == cid]:
             del self.track_subs[key]
         for ns, pubs in list(self.announced.items()):
@@ -526,40 +533,13 @@ class Relay:
         log.info("namespace_published", namespace=namespace_to_str(ns), peer=conn.transport.peer)
         self._namespace_added(ns, conn)
 
-    def _known_namespaces(self) -> set[TrackNamespace]:
-        names = {ns for ns, pubs in self.announced.items() if pubs}
-        names.update(rt.track.namespace for rt in self.tracks.values() if rt.pushed)
-        return names
-
-    def _namespace_added(self, ns: TrackNamespace, source: Connection | None = None) -> None:
-        if self.upstream is not None and not self._from_parent(source):
-            self.upstream.announce(ns)
-        for conn, rid, prefix, told in self.ns_subs.values():
-            suffix = ns[len(prefix):]
-            if ns[: len(prefix)] == prefix and suffix not in told and not conn.is_closed:
-                told.add(suffix)
-                conn.send_namespace(rid, suffix)
-
-    def _namespace_gone(self, ns: TrackNamespace) -> None:
-        if ns in self._known_namespaces():
-            return
-        self.announced.pop(ns, None)
-        if self.upstream is not None and ns not in self.local_namespaces():
-            self.upstream.withdraw(ns)
-        for conn, rid, prefix, told in self.ns_subs.values():
-            suffix = ns[len(prefix):]
-            if ns[: len(prefix)] == prefix and suffix in told and not conn.is_closed:
-                told.discard(suffix)
-                conn.send_namespace(rid, suffix, done=True)
-
-    def _subscribe_namespace(self, conn: Connection, rid: int, prefix: TrackNamespace) -> None:
-        conn.accept(rid)
-        told: set[TrackNamespace] = set()
-        self.ns_subs[(id(conn), rid)] = (conn, rid, prefix, told)
-        for ns in sorted(self._known_namespaces()):
-            if ns[: len(prefix)] == prefix:
-                told.add(ns[len(prefix):])
-                conn.send_namespace(rid, ns[len(prefix):])
+    # namespace discovery (relay/namespaces.py)
+    _known_namespaces = namespaces.known
+    watched_prefixes = namespaces.watched_prefixes
+    _only_from = namespaces.only_from
+    _namespace_added = namespace_added = namespaces.added
+    _namespace_gone = namespace_gone = namespaces.gone
+    _subscribe_namespace = namespaces.subscribe_namespace
 
     def _subscribe_tracks(self, conn: Connection, rid: int, prefix: TrackNamespace) -> None:
         conn.accept(rid)

@@ -12,6 +12,13 @@ subscriber (DESIGN.md, Relay tree).  Namespaces announced *locally* (by publishe
 child relays connected to us) are announced upstream; subscriptions to namespaces not
 announced here are routed upstream.  Nothing learned from the parent is announced back
 to it, so announcements only flow towards the root and requests cannot loop.
+
+Namespaces flow down on demand: while a downstream session holds a SUBSCRIBE_NAMESPACE, the
+link holds one for the same prefix at the parent (one per distinct prefix), and the names the
+parent reports are known here as well (`learned`), so a subscriber that discovers broadcasts by
+announcement (moq-rs does) finds one published on another relay or another `--workers` worker.
+The parent never reports back a namespace that this relay announced to it (relay.py skips the
+announcer), so nothing circulates.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from moq import api
 from moq.connection import Connection, RequestRejectedError
 from moq.errors import SessionClosedError
 from moq.session import SessionConfig
+from moq.session import events as ev
 from moq.token import redact
 from moq.transport.tls import CertificateMismatch, CertificateUntrusted
 from moq.wire.types import TrackNamespace, namespace_to_str
@@ -48,6 +56,8 @@ class UpstreamLink:
         self.token = token  # --upstream-token: presented in SETUP (AUTHORIZATION TOKEN)
         self.conn: Connection | None = None
         self.announced: dict[TrackNamespace, int] = {}  # namespace -> PUBLISH_NAMESPACE request id
+        self.watches: dict[TrackNamespace, asyncio.Task] = {}  # prefix -> its SUBSCRIBE_NAMESPACE upstream
+        self.heard: dict[TrackNamespace, set[TrackNamespace]] = {}  # prefix -> full namespaces the parent reported
         self.connected = asyncio.Event()
         self.failure: str | None = None  # why the link gave up (a certificate that no retry can fix)
         self.gave_up = asyncio.Event()
@@ -99,11 +109,13 @@ class UpstreamLink:
             log.info("upstream_connected", url=redact(self.url), peer=conn.transport.peer)
             for ns in sorted(self.relay.local_namespaces()):
                 self.announce(ns)
+            self.sync_watches()
             try:
                 await conn.wait_closed()
             finally:
                 self.conn = None
                 self.announced.clear()
+                self._drop_watches(set(self.watches))
                 self.connected.clear()
                 self.up_gauge.set(0)
             log.warning("upstream_lost", url=redact(self.url), retry_s=delay)
@@ -130,3 +142,46 @@ class UpstreamLink:
         rid = self.announced.pop(ns, None)
         if rid is not None and self.conn is not None and not self.conn.is_closed:
             self.conn.cancel(rid)
+
+    # --- namespaces from the parent, on demand -------------------------------------------
+    def learned(self) -> set[TrackNamespace]:
+        """Namespaces the parent reported for the prefixes downstream sessions watch."""
+        return set().union(*self.heard.values()) if self.heard else set()
+
+    def sync_watches(self) -> None:
+        """Hold one SUBSCRIBE_NAMESPACE upstream per prefix that downstream sessions watch."""
+        wanted = self.relay.watched_prefixes()
+        self._drop_watches(set(self.watches) - wanted)
+        conn = self.conn
+        if conn is None or conn.is_closed:
+            return
+        for prefix in wanted - set(self.watches):
+            self.watches[prefix] = asyncio.get_running_loop().create_task(self._watch(conn, prefix))
+
+    def _drop_watches(self, prefixes: set[TrackNamespace]) -> None:
+        for prefix in prefixes:
+            task = self.watches.pop(prefix, None)
+            if task is not None:
+                task.cancel()
+            for ns in self.heard.pop(prefix, set()):
+                self.relay.namespace_gone(ns)
+
+    async def _watch(self, conn: Connection, prefix: TrackNamespace) -> None:
+        heard = self.heard.setdefault(prefix, set())
+        rid = None
+        try:
+            rid, queue = await conn.subscribe_namespace(prefix)
+            while (item := await queue.get()) is not None:
+                ns = prefix + item.track_namespace_suffix
+                if isinstance(item, ev.NamespaceDoneReceived):
+                    heard.discard(ns)
+                    self.relay.namespace_gone(ns)
+                elif ns not in heard:
+                    heard.add(ns)
+                    self.relay.namespace_added(ns, conn)
+        except (RequestRejectedError, SessionClosedError, TimeoutError, ConnectionError) as exc:
+            log.info("upstream_namespace_watch_ended", prefix=namespace_to_str(prefix), error=str(exc))
+        except asyncio.CancelledError:
+            if rid is not None and not conn.is_closed:
+                conn.cancel(rid)
+            raise

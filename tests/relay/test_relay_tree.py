@@ -10,6 +10,7 @@ import asyncio
 
 import pytest
 
+from moq.session import events as ev
 from moq.wire.types import namespace_from_str
 
 from .relayproc import CountingPublisher, RelayProcess, connect, take, wait_until
@@ -53,5 +54,42 @@ def test_publisher_edge_origin_edge_viewer():
                 assert pub.requests["SubscribeRequested"] == 1  # one upstream subscription per hop
                 for c in (*viewers, pconn):
                     await c.aclose()
+
+            asyncio.run(main())
+
+
+def test_namespace_discovery_crosses_the_tree_and_never_echoes_back():
+    """A SUBSCRIBE_NAMESPACE on edge B learns a namespace published at edge A (through the
+    origin), and its end; edge A, which announced it, is never told it back by the origin,
+    so its withdrawal is not held up by its own echo."""
+    with RelayProcess() as origin:
+        up = ("--upstream", origin.url(), "--upstream-fingerprint", origin.fingerprint)
+        with RelayProcess(*up) as edge_a, RelayProcess(*up) as edge_b:
+            async def main() -> None:
+                prefix = namespace_from_str("live")
+                watch_b = await connect(edge_b, "moqt")
+                watch_a = await connect(edge_a, "moqt")
+                _, qb = await watch_b.subscribe_namespace(prefix)
+                _, qa = await watch_a.subscribe_namespace(prefix)
+                pub = CountingPublisher()
+                pconn = await connect(edge_a, "moqt", handler=pub)
+                track = pub.create_track(NS, b"video")
+                await pconn.publish_namespace(NS)
+                got = await asyncio.wait_for(qb.get(), 15)
+                assert isinstance(got, ev.NamespaceReceived) and got.track_namespace_suffix == NS[1:]
+                got = await asyncio.wait_for(qa.get(), 5)  # the local announcement, once
+                assert isinstance(got, ev.NamespaceReceived) and got.track_namespace_suffix == NS[1:]
+                sub = await watch_b.subscribe(NS, b"video")  # the learned name routes up the tree
+                await wait_until(lambda: len(track.sinks) == 1, what="the subscription reaching the publisher")
+                track.write(0, 0, b"hello")
+                track.end_group(0)
+                assert [o.payload for o in await take(sub, 1)] == [b"hello"]
+                await pconn.aclose()
+                for q in (qa, qb):
+                    got = await asyncio.wait_for(q.get(), 15)
+                    assert isinstance(got, ev.NamespaceDoneReceived) and got.track_namespace_suffix == NS[1:]
+                assert qa.empty()
+                await watch_a.aclose()
+                await watch_b.aclose()
 
             asyncio.run(main())

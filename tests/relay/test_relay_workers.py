@@ -13,6 +13,7 @@ import urllib.error
 
 import pytest
 
+from moq.session import events as ev
 from moq.wire.types import namespace_from_str
 from relay.config import load_config, usable_cores
 
@@ -140,6 +141,29 @@ def test_a_pushed_track_on_one_worker_reaches_subscribers_on_both():
         # worker 1 is fed by the PUBLISH itself; worker 0 subscribes once, from worker 1
         assert relay.by_worker("moq_relay_upstream_subscriptions") == {"0": 1, "1": 0}
         await asyncio.gather(*(c.aclose() for c in (s0, s1, pconn)))
+
+    with RelayProcess("--workers", "2", "--drain-timeout", "5") as relay:
+        asyncio.run(main(relay))
+        assert relay.stop(timeout=30) == 0, relay.log_tail()
+
+
+@pytest.mark.parametrize("pub_worker", ["0", "1"], ids=["publisher-on-hub", "publisher-on-worker-1"])
+def test_namespace_discovery_sees_publishers_on_every_worker(pub_worker):
+    """SUBSCRIBE_NAMESPACE on either worker learns a namespace published on either (moq-rs
+    subscribers discover broadcasts this way), and its end."""
+    async def main(relay: RelayProcess) -> None:
+        watchers = [(await connect_on(relay, w))[0] for w in ("0", "1")]
+        queues = [(await c.subscribe_namespace(namespace_from_str("live")))[1] for c in watchers]
+        pconn, _ = await connect_on(relay, pub_worker)
+        await pconn.publish_namespace(NS)
+        for q in queues:
+            got = await asyncio.wait_for(q.get(), 15)
+            assert isinstance(got, ev.NamespaceReceived) and got.track_namespace_suffix == NS[1:]
+        await pconn.aclose()
+        for q in queues:
+            got = await asyncio.wait_for(q.get(), 15)
+            assert isinstance(got, ev.NamespaceDoneReceived) and got.track_namespace_suffix == NS[1:]
+        await asyncio.gather(*(c.aclose() for c in watchers))
 
     with RelayProcess("--workers", "2", "--drain-timeout", "5") as relay:
         asyncio.run(main(relay))
