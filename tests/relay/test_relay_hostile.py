@@ -105,16 +105,30 @@ def start_stalled_viewers(relay: RelayProcess, n: int) -> list[subprocess.Popen]
     return viewers
 
 
-def stop_viewers(viewers: list[subprocess.Popen]) -> None:
+def stop_viewers(relay: RelayProcess, viewers: list[subprocess.Popen], base: float) -> None:
+    """Resume and end the viewers, then wait until the relay has let go of their subscriptions:
+    the next phase counts its own viewers' subscriptions from that gauge (a killed viewer's
+    session would linger until --peer-timeout, and its departure would hide a new arrival)."""
     for v in viewers:
-        v.kill()
-        v.wait(5)
+        v.send_signal(signal.SIGCONT)
+        v.terminate()
+    for v in viewers:
+        try:
+            v.wait(10)
+        except subprocess.TimeoutExpired:
+            v.kill()
+            v.wait(5)
+    deadline = time.monotonic() + 30
+    while viewers and relay.alive() and relay.metrics()["moq_relay_subscriptions"] > base:
+        assert time.monotonic() < deadline, "the stalled viewers' subscriptions were not released"
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("phase", list(PHASES))
 def test_good_subscribers_keep_their_latency(setup, phase):
     relay, good = setup
     attack, stalled = PHASES[phase]
+    base = relay.metrics()["moq_relay_subscriptions"]
     viewers = start_stalled_viewers(relay, stalled) if stalled else []
     try:
         before = relay.metrics()
@@ -139,7 +153,7 @@ def test_good_subscribers_keep_their_latency(setup, phase):
         rss = max(rss, relay.rss_kb())
         after = relay.metrics()
     finally:
-        stop_viewers(viewers)
+        stop_viewers(relay, viewers, base)
     refused = {k.split('"')[1]: after[k] - before.get(k, 0) for k in after
                if k.startswith("moq_relay_connections_refused_total{") and after[k] > before.get(k, 0)}
     print(f"\n{phase}: delivered {report['delivered']} of {report['expected']}, p50 {report['p50_ms']:.1f} ms, "
