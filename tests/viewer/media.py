@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import math
 import struct
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ from moq.media.catalog import Catalog, CatalogTrack
 from moq.media.h264 import NAL_PPS, NAL_SPS, AvcConfig, annexb_to_avcc, make_avcc, nal_type, split_annexb
 from moq.media.loc import LocProperties, now_us
 from moq.wire.types import TrackNamespace, namespace_from_str
-from tests.relay.relayproc import RelayProcess
+from tests.relay.relayproc import ROOT, RelayProcess, python_env
 
 WIDTH, HEIGHT, FPS, GOP = 160, 90, 15, 15
 AUDIO_RATE, AUDIO_SAMPLES, AUDIO_GROUP = 48000, 960, 50
@@ -198,6 +200,11 @@ class LiveRelay:
     @property
     def fingerprint(self) -> str:
         return self.relay.fingerprint
+
+    def view(self, *args: str, timeout: float = 40) -> subprocess.CompletedProcess:
+        """`moq-view URL ARGS --fingerprint F` as a real process, run to its end."""
+        return subprocess.run([sys.executable, "-m", "viewer", self.url, *args, "--fingerprint", self.fingerprint],
+                              capture_output=True, text=True, env=python_env(), cwd=ROOT, timeout=timeout)
 
     def close(self) -> None:
         async def stop() -> None:

@@ -34,8 +34,7 @@ def live():
 
 
 def view(live: LiveRelay, *args: str, timeout: float = 40) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "viewer", live.url, *args, "--fingerprint", live.fingerprint],
-                          capture_output=True, text=True, env=python_env(), cwd=ROOT, timeout=timeout)
+    return live.view(*args, timeout=timeout)
 
 
 def json_lines(out: subprocess.CompletedProcess) -> tuple[list[dict], dict]:

@@ -35,8 +35,7 @@ def live():
 
 
 def view(live: LiveRelay, *args: str, timeout: float = 40) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "viewer", live.url, *args, "--fingerprint", live.fingerprint],
-                          capture_output=True, text=True, env=python_env(), cwd=ROOT, timeout=timeout)
+    return live.view(*args, timeout=timeout)
 
 
 def test_bad_fingerprint_or_output_extension_is_one_line_and_exit_2():
