@@ -68,24 +68,24 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICK
 
 
-def peak_rss_mb(pids: list[int]) -> float:
-    """Sum of VmHWM (peak resident set) over the processes, MiB."""
+def _status_kb(pids: list[int], field: str) -> float:
+    """Sum of one /proc/PID/status memory field (kB) over the processes, in MiB."""
     total = 0
     for pid in pids:
         with contextlib.suppress(OSError, AttributeError):
             with open(f"/proc/{pid}/status") as f:
-                total += int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+                total += int(re.search(field + r":\s+(\d+)", f.read()).group(1))
     return total / 1024
+
+
+def peak_rss_mb(pids: list[int]) -> float:
+    """Sum of VmHWM (peak resident set) over the processes, MiB."""
+    return _status_kb(pids, "VmHWM")
 
 
 def rss_mb(pids: list[int]) -> float:
     """Sum of VmRSS (resident set now) over the processes, MiB."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, AttributeError):
-            with open(f"/proc/{pid}/status") as f:
-                total += int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
-    return total / 1024
+    return _status_kb(pids, "VmRSS")
 
 
 class Proc:
